@@ -1,0 +1,24 @@
+"""
+ASGI entry point: HTTP goes to Django (the admin), WebSockets to the agent consumer.
+
+Run with `daphne agentchat.asgi:application`.
+"""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "agentchat.settings")
+django_asgi_app = get_asgi_application()  # sets Django up before the imports below
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+
+from agentchat.origins import browser_origin_validator  # noqa: E402
+from agentchat.routing import websocket_urlpatterns  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": browser_origin_validator(URLRouter(websocket_urlpatterns)),
+    }
+)

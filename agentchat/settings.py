@@ -1,0 +1,217 @@
+"""
+Settings for AgentChat.
+
+Every tunable has a safe default and an environment variable, so the same code
+runs on a laptop (SQLite, in-memory channel layer, one process) and in
+production (PostgreSQL, Redis, many daphne processes).
+"""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false, not {value!r}.")
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be an integer, not {value!r}.") from None
+
+
+# --- Django core -------------------------------------------------------------
+
+DEBUG = env_bool("DJANGO_DEBUG", True)
+# The default key is for development only; `check --deploy` flags it.
+SECRET_KEY = os.environ.get(
+    "DJANGO_SECRET_KEY", "django-insecure-agentchat-development-key-change-me-in-production"
+)
+ALLOWED_HOSTS = [
+    host.strip()
+    for host in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",")
+    if host.strip()
+]
+
+INSTALLED_APPS = [
+    "daphne",  # its runserver serves the ASGI application, WebSockets included
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "agents",
+    "threads",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "agentchat.urls"
+ASGI_APPLICATION = "agentchat.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database ----------------------------------------------------------------
+
+# SQLite by default; DATABASE_URL (e.g. postgres://user@host:5432/agentchat)
+# selects another database. Connections are kept for a minute: every ORM call of
+# the WebSocket consumer runs on one worker thread, which then reuses one
+# connection instead of opening one per request.
+DATABASES = {
+    "default": dj_database_url.config(
+        default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
+        conn_max_age=60,
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # BEGIN IMMEDIATE takes the write lock up front, so two concurrent posts
+    # queue for it instead of failing to upgrade a read lock ("database is
+    # locked"). The test database is a file, so a daphne process started by the
+    # tests can share it.
+    DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 20}
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test_agentchat.sqlite3")}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Channel layer -----------------------------------------------------------
+
+# Each server process subscribes once per thread that has waiters (see
+# threads/waiters.py), so a channel only ever holds a few wake-ups at a time;
+# the capacity is generous anyway because a full channel drops messages.
+REDIS_URL = os.environ.get("REDIS_URL", "")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        # An idle subscriber blocks in BZPOPMIN for a long time;
+                        # a read timeout (redis-py 8 defaults to 5 s) would kill it.
+                        "socket_timeout": None,
+                        "socket_keepalive": True,
+                        "health_check_interval": 30,
+                    }
+                ],
+                "capacity": 1000,
+                # A process re-subscribes its groups every heartbeat interval,
+                # so membership outlives any idle period.
+                "group_expiry": 86400,
+            },
+        }
+    }
+else:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {"capacity": 1000},
+        }
+    }
+
+# --- AgentChat ----------------------------------------------------------------
+
+AGENTCHAT = {
+    # An agent that is not waiting sends agent_heartbeat this often (seconds).
+    "HEARTBEAT_INTERVAL": env_int("AGENTCHAT_HEARTBEAT_INTERVAL", 40),
+    # ...and is offline once its stored heartbeat is older than this. It must
+    # stay well above the interval (agents.E001 / agents.W001 guard the pair).
+    "AGENT_HEARTBEAT_TIMEOUT": env_int("AGENTCHAT_HEARTBEAT_TIMEOUT", 60),
+    # Default msg_wait timeout; a client may ask for up to an hour.
+    "MSG_WAIT_TIMEOUT_MS": env_int("AGENTCHAT_MSG_WAIT_TIMEOUT_MS", 300_000),
+    # How many unseen messages a post may tolerate (0: it must have read all).
+    "SEQ_TOLERANCE": env_int("AGENTCHAT_SEQ_TOLERANCE", 0),
+    "REPLY_TOKEN_LEASE_SECONDS": env_int("AGENTCHAT_REPLY_TOKEN_LEASE_SECONDS", 3600),
+    # Posts per agent per minute; 0 turns the limit off.
+    "RATE_LIMIT_PER_MINUTE": env_int("AGENTCHAT_RATE_LIMIT_PER_MINUTE", 30),
+    "MAX_MESSAGE_CHARS": env_int("AGENTCHAT_MAX_MESSAGE_CHARS", 65536),
+    "MAX_FRAME_BYTES": env_int("AGENTCHAT_MAX_FRAME_BYTES", 262144),
+    # Refuse posts that look like they carry a secret (keys, access tokens).
+    "CONTENT_FILTER_ENABLED": env_bool("AGENTCHAT_CONTENT_FILTER_ENABLED", True),
+    # close_idle_threads closes threads idle this long; 0 turns it off.
+    "THREAD_IDLE_TIMEOUT_MINUTES": env_int("AGENTCHAT_THREAD_IDLE_TIMEOUT_MINUTES", 0),
+}
+
+# --- Security (production values come from the environment) -------------------
+
+if not DEBUG:
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+    SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
+    CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
+    SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", False)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    CSRF_TRUSTED_ORIGINS = [
+        origin.strip()
+        for origin in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",")
+        if origin.strip()
+    ]
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "static"
+
+# Tokens never reach a log line: requests are logged by op name only.
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {
+        "agentchat": {"handlers": ["console"], "level": "INFO", "propagate": False},
+    },
+}

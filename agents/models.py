@@ -1,0 +1,67 @@
+import uuid
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class AgentQuerySet(models.QuerySet):
+    def registered(self) -> "AgentQuerySet":
+        return self.filter(unregistered_at__isnull=True)
+
+    def online(self, *, now: datetime | None = None) -> "AgentQuerySet":
+        """Agents whose heartbeat is within the timeout: presence derived at read time."""
+        return self.registered().filter(last_heartbeat__gte=online_cutoff(now))
+
+    def offline(self, *, now: datetime | None = None) -> "AgentQuerySet":
+        return self.exclude(pk__in=self.online(now=now).values("pk"))
+
+
+def online_cutoff(now: datetime | None = None) -> datetime:
+    """Heartbeats at or after this instant count as online."""
+    timeout = settings.AGENTCHAT["AGENT_HEARTBEAT_TIMEOUT"]
+    return (now or timezone.now()) - timedelta(seconds=timeout)
+
+
+class Agent(models.Model):
+    """An AI agent (an IDE or CLI session) that talks on the bus."""
+
+    class Status(models.TextChoices):
+        ONLINE = "online", "Online"
+        OFFLINE = "offline", "Offline"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=200, unique=True, help_text='Generated as "IDE (Model)", then "... 2".')
+    display_name = models.CharField(max_length=200, blank=True)
+    ide = models.CharField("IDE", max_length=100)
+    model = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    capabilities = models.JSONField(default=list, blank=True)
+    # SHA-256 of the agent's token; the token itself is never stored.
+    token_hash = models.CharField(max_length=64, editable=False)
+    # Stored truth for presence; `is_online` is derived from it when read.
+    last_heartbeat = models.DateTimeField(default=timezone.now, db_index=True)
+    # Flipped by mark_offline_agents (and by heartbeats back to online), so that
+    # each change is announced once.
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ONLINE)
+    last_activity = models.CharField(max_length=50, blank=True, help_text="The last op the agent ran.")
+    last_activity_at = models.DateTimeField(null=True, blank=True)
+    registered_at = models.DateTimeField(default=timezone.now, editable=False)
+    unregistered_at = models.DateTimeField(null=True, blank=True)
+
+    objects = AgentQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        indexes = [models.Index(fields=["status", "last_heartbeat"], name="agent_status_heartbeat")]
+
+    def __str__(self) -> str:
+        return self.display_name or self.name
+
+    def is_online_at(self, now: datetime | None = None) -> bool:
+        return self.unregistered_at is None and self.last_heartbeat >= online_cutoff(now)
+
+    @property
+    def is_online(self) -> bool:
+        return self.is_online_at()

@@ -1,0 +1,24 @@
+"""Thread events on the channel layer: the wake-ups of msg_wait."""
+
+import re
+from typing import Any
+from uuid import UUID
+
+from agentchat.broadcast import group_send
+
+
+def thread_group(thread_id: UUID | str) -> str:
+    """The channel-layer group of a thread (letters, digits, '.', '-' only)."""
+    name = f"thread.{thread_id}"
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,99}", name):
+        raise ValueError(f"Not a valid thread id for a group name: {thread_id!r}")
+    return name
+
+
+def message_event(*, thread_id: UUID, seq: int, targets: list[str]) -> dict[str, Any]:
+    """The wake-up sent after a message commits. JSON types only."""
+    return {"type": "thread.message", "thread_id": str(thread_id), "seq": seq, "targets": targets}
+
+
+def broadcast_message(*, thread_id: UUID, seq: int, targets: list[str]) -> None:
+    group_send(thread_group(thread_id), message_event(thread_id=thread_id, seq=seq, targets=targets))

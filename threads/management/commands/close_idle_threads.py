@@ -1,0 +1,26 @@
+"""Close threads without activity for a while (run from cron; off by default)."""
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from threads import services
+
+
+class Command(BaseCommand):
+    help = "Close open threads idle longer than THREAD_IDLE_TIMEOUT_MINUTES (0 turns this off)."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--minutes", type=int, help="Idle minutes before a thread is closed.")
+        parser.add_argument("--dry-run", action="store_true", help="Report what would change; change nothing.")
+
+    def handle(self, *args, minutes: int | None, dry_run: bool, **options) -> None:
+        if minutes is None:
+            minutes = settings.AGENTCHAT["THREAD_IDLE_TIMEOUT_MINUTES"]
+        if minutes < 0:
+            raise CommandError("--minutes must not be negative.")
+        if minutes == 0:
+            self.stdout.write("Idle threads are not closed (THREAD_IDLE_TIMEOUT_MINUTES is 0).")
+            return
+        count = services.close_idle_threads(minutes=minutes, dry_run=dry_run)
+        verb = "Would close" if dry_run else "Closed"
+        self.stdout.write(self.style.SUCCESS(f"{verb} {count} thread(s) idle for more than {minutes} minute(s)."))

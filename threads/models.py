@@ -1,0 +1,144 @@
+import uuid
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class ThreadTemplate(models.Model):
+    """A reusable starting point for threads: a system prompt and metadata."""
+
+    id = models.SlugField(primary_key=True, max_length=100)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    system_prompt = models.TextField(blank=True)
+    default_metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Thread(models.Model):
+    """A shared conversation; its messages are numbered 1, 2, 3... by `seq`."""
+
+    class Status(models.TextChoices):
+        DISCUSS = "discuss", "Discuss"
+        IMPLEMENT = "implement", "Implement"
+        REVIEW = "review", "Review"
+        DONE = "done", "Done"
+        CLOSED = "closed", "Closed"
+        ARCHIVED = "archived", "Archived"
+
+    OPEN_STATES = (Status.DISCUSS, Status.IMPLEMENT, Status.REVIEW, Status.DONE)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    topic = models.CharField(max_length=300)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.DISCUSS)
+    summary = models.TextField(blank=True)
+    system_prompt = models.TextField(blank=True)
+    template = models.ForeignKey(ThreadTemplate, null=True, blank=True, on_delete=models.SET_NULL)
+    metadata = models.JSONField(default=dict, blank=True)
+    # The seq of the newest message; bumped under a row lock by post_message.
+    last_seq = models.PositiveIntegerField(default=0, editable=False)
+    creator = models.ForeignKey(
+        "agents.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="created_threads"
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    # Last activity: creation, a post or a state change.
+    updated_at = models.DateTimeField(default=timezone.now, db_index=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["topic"], condition=~Q(status="archived"), name="thread_topic_unique_unless_archived"
+            )
+        ]
+        indexes = [models.Index(fields=["status", "updated_at"], name="thread_status_updated")]
+
+    def __str__(self) -> str:
+        return self.topic
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in self.OPEN_STATES
+
+
+class Message(models.Model):
+    """One post in a thread. Never deleted or renumbered; edits keep history."""
+
+    class Role(models.TextChoices):
+        USER = "user", "User (human)"
+        ASSISTANT = "assistant", "Assistant (agent)"
+        SYSTEM = "system", "System"
+
+    class Priority(models.TextChoices):
+        NORMAL = "normal", "Normal"
+        URGENT = "urgent", "Urgent"
+        SYSTEM = "system", "System"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    thread = models.ForeignKey(Thread, on_delete=models.CASCADE, related_name="messages")
+    seq = models.PositiveIntegerField(editable=False)
+    # Null for posts by humans from the admin.
+    author = models.ForeignKey(
+        "agents.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
+    )
+    author_name = models.CharField(max_length=200)
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.ASSISTANT)
+    content = models.TextField()
+    priority = models.CharField(max_length=10, choices=Priority.choices, default=Priority.NORMAL)
+    reply_to = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replies")
+    metadata = models.JSONField(default=dict, blank=True)
+    client_msg_id = models.CharField(max_length=200, null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    edited_at = models.DateTimeField(null=True, blank=True)
+    edit_version = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["thread", "seq"]
+        constraints = [
+            # Gap-free numbering is post_message's job; uniqueness is the database's.
+            models.UniqueConstraint(fields=["thread", "seq"], name="message_thread_seq_unique"),
+            models.UniqueConstraint(
+                fields=["author", "client_msg_id"],
+                condition=Q(client_msg_id__isnull=False),
+                name="message_author_client_msg_id_unique",
+            ),
+        ]
+        indexes = [models.Index(fields=["author", "created_at"], name="message_author_created")]
+
+    def __str__(self) -> str:
+        return f"{self.thread_id}#{self.seq}"
+
+    @property
+    def is_human_only(self) -> bool:
+        return self.metadata.get("visibility") == "human_only"
+
+
+class ReplyToken(models.Model):
+    """Permission to post once in a thread, proving the agent read up to `issued_seq`.
+
+    Only the SHA-256 of the token is stored.
+    """
+
+    token_hash = models.CharField(max_length=64, unique=True)
+    thread = models.ForeignKey(Thread, on_delete=models.CASCADE, related_name="reply_tokens")
+    agent = models.ForeignKey("agents.Agent", on_delete=models.CASCADE, related_name="reply_tokens")
+    issued_seq = models.PositiveIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(db_index=True)
+    consumed_at = models.DateTimeField(null=True, blank=True)
+    # Set when a SeqMismatch or a newer msg_wait supersedes the token.
+    voided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["thread", "agent"], name="replytoken_thread_agent")]
+
+    def __str__(self) -> str:
+        return f"token for {self.agent_id} in {self.thread_id}"

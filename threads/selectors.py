@@ -1,0 +1,131 @@
+"""Reads: threads and messages as the ops and the admin need them."""
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from django.core.exceptions import ValidationError
+from django.db.models import Q
+from django.utils.dateparse import parse_datetime
+
+from agentchat.errors import BadRequest, NotFound
+from threads.models import Message, Thread
+
+# Messages scanned per query when msg_wait filters by for_agent.
+_SCAN_BATCH = 500
+
+
+def get_thread(*, thread_id: str | UUID) -> Thread:
+    try:
+        return Thread.objects.get(pk=thread_id)
+    except (Thread.DoesNotExist, ValidationError, ValueError):
+        raise NotFound("thread") from None
+
+
+def get_message(*, msg_id: str | UUID) -> Message:
+    try:
+        return Message.objects.get(pk=msg_id)
+    except (Message.DoesNotExist, ValidationError, ValueError):
+        raise NotFound("message") from None
+
+
+def list_messages(*, thread: Thread, after_seq: int = 0, limit: int = 100) -> list[Message]:
+    return list(thread.messages.filter(seq__gt=after_seq).order_by("seq")[:limit])
+
+
+def newest_messages(*, thread: Thread, after_seq: int, limit: int) -> tuple[list[Message], bool]:
+    """The newest `limit` messages with seq > after_seq, in seq order, and whether older ones were left out."""
+    newest = list(thread.messages.filter(seq__gt=after_seq).order_by("-seq")[: limit + 1])
+    truncated = len(newest) > limit
+    return list(reversed(newest[:limit])), truncated
+
+
+def mentions(message: Message, agent_id: str) -> bool:
+    """Whether a message is addressed to an agent (for msg_wait's for_agent)."""
+    metadata = message.metadata or {}
+    listed = metadata.get("mentions") or []
+    return agent_id in listed or metadata.get("handoff_target") == agent_id
+
+
+@dataclass
+class WaitRead:
+    """What one catch-up read of msg_wait found."""
+
+    messages: list[Message]
+    has_more: bool
+    # The newest seq the agent may be said to have read: every message up to
+    # it was committed before the read (seqs commit in order, under the
+    # thread's row lock), and all that matched are in `messages`.
+    read_seq: int
+
+
+def read_for_wait(*, thread_id: str, after_seq: int, limit: int, for_agent: str | None = None) -> WaitRead:
+    """Read the messages msg_wait would return now (possibly none)."""
+    # last_seq first: every message up to it is then visible to the next query.
+    last_seq = Thread.objects.filter(pk=thread_id).values_list("last_seq", flat=True).first()
+    if last_seq is None:
+        raise NotFound("thread")
+    queryset = Message.objects.filter(thread_id=thread_id).order_by("seq")
+    if for_agent is None:
+        found = list(queryset.filter(seq__gt=after_seq)[: limit + 1])
+        newest_scanned = found[-1].seq if found else 0
+    else:
+        found, newest_scanned = [], 0
+        while len(found) <= limit:
+            batch = list(queryset.filter(seq__gt=max(after_seq, newest_scanned))[:_SCAN_BATCH])
+            if not batch:
+                break
+            for message in batch:
+                newest_scanned = message.seq
+                if mentions(message, for_agent):
+                    found.append(message)
+                    if len(found) > limit:
+                        break
+    has_more = len(found) > limit
+    found = found[:limit]
+    read_seq = found[-1].seq if has_more else max(last_seq, newest_scanned)
+    return WaitRead(messages=found, has_more=has_more, read_seq=read_seq)
+
+
+def last_seqs(*, thread_ids: list[str]) -> dict[str, int]:
+    """The last seq of each thread, in one query (the waiters' safety net)."""
+    rows = Thread.objects.filter(pk__in=thread_ids).values_list("pk", "last_seq")
+    return {str(pk): seq for pk, seq in rows}
+
+
+# --- thread_list cursor ------------------------------------------------------
+
+
+def encode_cursor(thread: Thread) -> str:
+    raw = json.dumps([thread.updated_at.isoformat(), str(thread.pk)])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        updated_at, pk = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        moment = parse_datetime(updated_at)
+        UUID(pk)
+    except (ValueError, TypeError, binascii.Error, json.JSONDecodeError):
+        moment = None
+    if moment is None:
+        raise BadRequest("before is not a cursor returned by thread_list.", field="before")
+    return moment, pk
+
+
+def list_threads(*, status: str | None = None, limit: int = 50, before: str | None = None) -> tuple[list[Thread], bool]:
+    """Threads by last activity, newest first; archived ones only when asked for."""
+    queryset = Thread.objects.all()
+    if status is None:
+        queryset = queryset.exclude(status=Thread.Status.ARCHIVED)
+    else:
+        queryset = queryset.filter(status=status)
+    if before is not None:
+        updated_at, pk = decode_cursor(before)
+        queryset = queryset.filter(Q(updated_at__lt=updated_at) | Q(updated_at=updated_at, pk__lt=pk))
+    page = list(queryset.order_by("-updated_at", "-pk")[: limit + 1])
+    return page[:limit], len(page) > limit

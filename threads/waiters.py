@@ -1,0 +1,188 @@
+"""
+The waiting room of one server process.
+
+Every `msg_wait` in a process registers a `Waiter` here. The process, not each
+socket, subscribes to the channel-layer group of every thread that has
+waiters, so a post costs one channel-layer message per process however many
+agents wait, and each Redis group stays as small as the number of processes.
+An incoming `thread.message` event sets the asyncio.Event of each matching
+waiter; nothing reads the database while waiting.
+
+A housekeeping tick runs every half heartbeat interval while anyone waits:
+- one UPDATE refreshes the heartbeat of every agent waiting here;
+- every other tick, one SELECT of `last_seq` for the threads waited on wakes
+  any waiter whose wake-up the channel layer lost (it is at-most-once), and the
+  process re-subscribes its groups (Redis may have restarted or expired them).
+So an idle process costs the database at most three statements per heartbeat
+interval, whatever the number of waiting agents.
+
+The hub starts its tasks with the first waiter and stops them with the last.
+"""
+
+import asyncio
+import logging
+import weakref
+from dataclasses import dataclass, field
+from uuid import UUID
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from agents import services as agent_services
+from threads import selectors
+from threads.events import thread_group
+
+logger = logging.getLogger("agentchat.waiters")
+
+
+@dataclass(eq=False)
+class Waiter:
+    thread_id: str
+    agent_id: UUID
+    for_agent: str | None
+    # The newest seq this waiter has looked at; only newer messages wake it.
+    seen_seq: int
+    event: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def offer(self, seq: int, targets: list[str] | None) -> None:
+        """Wake on a new message that may be for us (`targets` None: unknown)."""
+        if seq <= self.seen_seq:
+            return
+        if self.for_agent is not None and targets is not None and self.for_agent not in targets:
+            self.seen_seq = seq  # not for us; no need to look at it again
+            return
+        self.event.set()
+
+    async def sleep(self, timeout: float) -> bool:
+        """Sleep until offered a message or the timeout passes; True when woken."""
+        try:
+            await asyncio.wait_for(self.event.wait(), timeout)
+        except TimeoutError:
+            return False
+        self.event.clear()
+        return True
+
+
+class WaitHub:
+    def __init__(self) -> None:
+        self.layer = get_channel_layer()
+        self.channel_name: str | None = None
+        self.waiters: dict[str, set[Waiter]] = {}
+        self._lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task] = []
+
+    # --- waiters -----------------------------------------------------------
+
+    async def open(self, *, thread_id: str, agent_id: UUID, after_seq: int, for_agent: str | None) -> Waiter:
+        """Register a waiter; subscribe to the thread first if it is the thread's first."""
+        waiter = Waiter(thread_id=thread_id, agent_id=agent_id, for_agent=for_agent, seen_seq=after_seq)
+        async with self._lock:
+            if self.channel_name is None:
+                self.channel_name = await self.layer.new_channel("agentchat.waiters.")
+            members = self.waiters.setdefault(thread_id, set())
+            if not members:
+                await self._subscribe(thread_id)
+            members.add(waiter)
+            if not self._tasks:
+                self._tasks = [
+                    asyncio.create_task(self._receive_loop(), name="agentchat-waiters-receive"),
+                    asyncio.create_task(self._tick_loop(), name="agentchat-waiters-tick"),
+                ]
+        return waiter
+
+    async def close(self, waiter: Waiter) -> None:
+        """Unregister a waiter; unsubscribe and stop when nothing waits any more."""
+        async with self._lock:
+            members = self.waiters.get(waiter.thread_id)
+            if members is None or waiter not in members:
+                return
+            members.discard(waiter)
+            if not members:
+                del self.waiters[waiter.thread_id]
+                await self._unsubscribe(waiter.thread_id)
+            if not self.waiters:
+                tasks, self._tasks = self._tasks, []
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+    def waiting_agent_ids(self) -> set[UUID]:
+        return {w.agent_id for members in self.waiters.values() for w in members}
+
+    def wake(self, thread_id: str, seq: int, targets: list[str] | None) -> None:
+        for waiter in self.waiters.get(thread_id, ()):
+            waiter.offer(seq, targets)
+
+    # --- channel layer -------------------------------------------------------
+
+    async def _subscribe(self, thread_id: str) -> None:
+        try:
+            await self.layer.group_add(thread_group(thread_id), self.channel_name)
+        except Exception:
+            # The tick re-subscribes and re-checks; the wait still works, later.
+            logger.warning("Could not subscribe to thread %s", thread_id, exc_info=True)
+
+    async def _unsubscribe(self, thread_id: str) -> None:
+        try:
+            await self.layer.group_discard(thread_group(thread_id), self.channel_name)
+        except Exception:
+            logger.warning("Could not unsubscribe from thread %s", thread_id, exc_info=True)
+
+    async def _receive_loop(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                event = await self.layer.receive(self.channel_name)
+                backoff = 0.1
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("Channel layer receive failed; retrying in %.1fs", backoff, exc_info=True)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            if event.get("type") == "thread.message":
+                self.wake(str(event.get("thread_id")), int(event.get("seq", 0)), event.get("targets"))
+
+    # --- housekeeping ----------------------------------------------------------
+
+    async def _tick_loop(self) -> None:
+        tick = 0
+        while True:
+            await asyncio.sleep(settings.AGENTCHAT["HEARTBEAT_INTERVAL"] / 2)
+            tick += 1
+            try:
+                await self._refresh_heartbeats()
+                if tick % 2 == 0:
+                    await self._recheck()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("Waiters housekeeping failed", exc_info=True)
+
+    async def _refresh_heartbeats(self) -> None:
+        agent_ids = self.waiting_agent_ids()
+        if agent_ids:
+            await database_sync_to_async(agent_services.refresh_heartbeats)(agent_ids=agent_ids)
+
+    async def _recheck(self) -> None:
+        thread_ids = list(self.waiters)
+        if not thread_ids:
+            return
+        for thread_id in thread_ids:
+            await self._subscribe(thread_id)
+        for thread_id, last_seq in (await database_sync_to_async(selectors.last_seqs)(thread_ids=thread_ids)).items():
+            self.wake(thread_id, last_seq, None)
+
+
+_hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, WaitHub]" = weakref.WeakKeyDictionary()
+
+
+def get_hub() -> WaitHub:
+    """The hub of the running event loop (one per server process in production)."""
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(loop)
+    if hub is None:
+        hub = _hubs[loop] = WaitHub()
+    return hub
