@@ -6,7 +6,8 @@ from typing import Any
 import pytest
 from channels.testing import WebsocketCommunicator
 from django.core.management import call_command
-from django.db import connection
+from asgiref.sync import SyncToAsync
+from django.db import connection, connections
 
 from agents import services as agent_services
 
@@ -27,6 +28,19 @@ def system_checks_pass(django_db_blocker):
             call_command("check", fail_level="ERROR", verbosity=0)
         except Exception as exc:  # SystemCheckError
             pytest.exit(f"System checks failed:\n{exc}", returncode=3)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def close_async_connections(django_db_setup):
+    """Close the connection kept by the thread that runs async ORM calls.
+
+    database_sync_to_async runs every ORM call on one worker thread, whose
+    connection persists (CONN_MAX_AGE) and would keep the test database from
+    being dropped at the end of the run.
+    """
+    yield
+    executor = SyncToAsync.single_thread_executor
+    executor.submit(connections.close_all).result(timeout=10)
 
 
 @pytest.fixture(autouse=True)

@@ -13,12 +13,13 @@ import json
 import logging
 import time
 from typing import Any, Awaitable, Callable
+from uuid import UUID
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from agentchat.errors import BadRequest, PayloadTooLarge, ProtocolError, Unauthenticated
+from agentchat.errors import BadRequest, NotFound, PayloadTooLarge, ProtocolError, Unauthenticated
 from agentchat.protocol import Args
 from agents import services as agent_services
 from agents.models import Agent
@@ -50,7 +51,19 @@ def op(name: str) -> Callable[[Handler], Handler]:
     return register
 
 
+def canonical_uuid(value: str, *, resource: str) -> str:
+    try:
+        return str(UUID(value))
+    except ValueError:
+        raise NotFound(resource) from None
+
+
 class AgentConsumer(AsyncWebsocketConsumer):
+    # No channel per socket: the process's waiting room (threads/waiters.py)
+    # holds the one subscription that wakes every wait. An alias that names no
+    # layer makes Channels skip the per-socket channel and its receive loop.
+    channel_layer_alias = "agentchat-no-per-socket-channel"
+
     agent: Agent | None = None
 
     async def connect(self) -> None:
@@ -307,7 +320,8 @@ class AgentConsumer(AsyncWebsocketConsumer):
 
     @op("msg_wait")
     async def op_msg_wait(self, args: Args) -> dict[str, Any]:
-        thread_id = args.id("thread_id", required=True)
+        # The canonical form names the thread's group and keys the waiting room.
+        thread_id = canonical_uuid(args.id("thread_id", required=True), resource="thread")
         after_seq = args.int("after_seq", required=True, minimum=0)
         default_ms = settings.AGENTCHAT["MSG_WAIT_TIMEOUT_MS"]
         timeout_ms = args.int("timeout_ms", default=default_ms, minimum=0, maximum=MAX_WAIT_MS)

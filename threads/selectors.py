@@ -65,7 +65,10 @@ class WaitRead:
 def read_for_wait(*, thread_id: str, after_seq: int, limit: int, for_agent: str | None = None) -> WaitRead:
     """Read the messages msg_wait would return now (possibly none)."""
     # last_seq first: every message up to it is then visible to the next query.
-    last_seq = Thread.objects.filter(pk=thread_id).values_list("last_seq", flat=True).first()
+    try:
+        last_seq = Thread.objects.filter(pk=thread_id).values_list("last_seq", flat=True).first()
+    except (ValidationError, ValueError):  # not a thread id at all: no such thread either
+        last_seq = None
     if last_seq is None:
         raise NotFound("thread")
     queryset = Message.objects.filter(thread_id=thread_id).order_by("seq")

@@ -79,7 +79,10 @@ class WaitHub:
         waiter = Waiter(thread_id=thread_id, agent_id=agent_id, for_agent=for_agent, seen_seq=after_seq)
         async with self._lock:
             if self.channel_name is None:
-                self.channel_name = await self.layer.new_channel("agentchat.waiters.")
+                # The default prefix: channels-redis lets one coroutine at a time
+                # read a process's specific channels, and only those sharing the
+                # consumers' "specific." prefix; another prefix would never be read.
+                self.channel_name = await self.layer.new_channel()
             members = self.waiters.setdefault(thread_id, set())
             if not members:
                 await self._subscribe(thread_id)
