@@ -108,7 +108,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # queue for it instead of failing to upgrade a read lock ("database is
     # locked"). The test database is a file, so a daphne process started by the
     # tests can share it.
-    DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 20}
+    # WAL lets readers run beside the writer, and synchronous=NORMAL syncs at
+    # checkpoints instead of at every commit (a power cut may lose the last
+    # commits, never corrupt the file).
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
     _db_file = Path(DATABASES["default"]["NAME"])
     DATABASES["default"]["TEST"] = {"NAME": str(_db_file.with_name(f"test_{_db_file.stem}.sqlite3"))}
 

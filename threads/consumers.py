@@ -11,7 +11,6 @@ reply. Rules live in those modules, not here.
 import asyncio
 import json
 import logging
-import time
 from typing import Any, Awaitable, Callable
 from uuid import UUID
 
@@ -27,7 +26,7 @@ from agents.serializers import agent_to_dict
 from threads import selectors, services
 from threads.models import Thread
 from threads.serializers import message_to_dict, messages_to_list, thread_to_dict
-from threads.waiters import get_hub
+from threads.waiters import wait_for_messages
 
 logger = logging.getLogger("agentchat.consumer")
 
@@ -327,24 +326,12 @@ class AgentConsumer(AsyncWebsocketConsumer):
         timeout_ms = args.int("timeout_ms", default=default_ms, minimum=0, maximum=MAX_WAIT_MS)
         for_agent = args.id("for_agent")
         limit = args.limit("limit", default=100, maximum=1000)
-        agent = self.agent
-
-        def read() -> selectors.WaitRead:
-            return selectors.read_for_wait(thread_id=thread_id, after_seq=after_seq, limit=limit, for_agent=for_agent)
-
-        # Subscribe first, then read: a post committed after the read still wakes us.
-        hub = get_hub()
-        waiter = await hub.open(thread_id=thread_id, agent_id=agent.pk, after_seq=after_seq, for_agent=for_agent)
-        try:
-            found = await db(read)()
-            deadline = time.monotonic() + timeout_ms / 1000
-            while not found.messages:
-                waiter.seen_seq = max(waiter.seen_seq, found.read_seq)
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not await waiter.sleep(remaining):
-                    break
-                found = await db(read)()
-        finally:
-            await hub.close(waiter)
-        sync = await db(services.finish_wait)(agent=agent, thread_id=thread_id, read_seq=found.read_seq)
-        return {"messages": messages_to_list(found.messages), "has_more": found.has_more, **sync.as_dict()}
+        result = await wait_for_messages(
+            agent=self.agent,
+            thread_id=thread_id,
+            after_seq=after_seq,
+            timeout=timeout_ms / 1000,
+            for_agent=for_agent,
+            limit=limit,
+        )
+        return {"messages": messages_to_list(result.messages), "has_more": result.has_more, **result.sync.as_dict()}

@@ -547,6 +547,98 @@ def finish_wait(*, agent: Agent, thread_id: str, read_seq: int) -> SyncContext:
         return issue_reply_token(thread=thread, agent=agent, current_seq=read_seq, void_older=True)
 
 
+@dataclass(frozen=True)
+class WaitRequest:
+    """One look at a thread on behalf of a msg_wait."""
+
+    agent: Agent
+    thread_id: str
+    after_seq: int
+    limit: int
+    for_agent: str | None
+    # End the wait even with nothing to return (its timeout has passed).
+    finish: bool
+
+
+@dataclass
+class WaitResult:
+    messages: list[Message]
+    has_more: bool
+    read_seq: int
+    # Set when the wait ends: the fresh token that voided the agent's older ones.
+    sync: SyncContext | None
+
+
+def serve_waits(requests: list[WaitRequest], *, now: datetime | None = None) -> list[WaitResult | NotFound]:
+    """Serve many msg_wait looks at once: what each would return, and tokens for those that end.
+
+    A post wakes every waiter of a thread at the same moment; serving them as
+    one batch costs one read per distinct (thread, after_seq, filter, limit)
+    and two writes for all the new tokens, instead of a handful of statements
+    per waiter.
+    """
+    now = now or timezone.now()
+    reads: dict[tuple, selectors.WaitRead | NotFound] = {}
+    for r in requests:
+        key = (r.thread_id, r.after_seq, r.for_agent, r.limit)
+        if key not in reads:
+            try:
+                reads[key] = selectors.read_for_wait(
+                    thread_id=r.thread_id, after_seq=r.after_seq, limit=r.limit, for_agent=r.for_agent
+                )
+            except NotFound as error:
+                reads[key] = error
+
+    results: list[WaitResult | NotFound] = []
+    ending: list[tuple[WaitResult, WaitRequest]] = []
+    for r in requests:
+        read = reads[(r.thread_id, r.after_seq, r.for_agent, r.limit)]
+        if isinstance(read, NotFound):
+            results.append(read)
+            continue
+        result = WaitResult(messages=read.messages, has_more=read.has_more, read_seq=read.read_seq, sync=None)
+        results.append(result)
+        if read.messages or r.finish:
+            ending.append((result, r))
+    if ending:
+        _issue_wait_tokens(ending, now=now)
+    return results
+
+
+@transaction.atomic
+def _issue_wait_tokens(ending: list[tuple[WaitResult, WaitRequest]], *, now: datetime) -> None:
+    """Void the older tokens of the agents whose waits end, then give each a fresh one."""
+    conf = settings.AGENTCHAT
+    expires_at = now + timedelta(seconds=conf["REPLY_TOKEN_LEASE_SECONDS"])
+    by_thread: dict[str, set] = {}
+    for _result, r in ending:
+        by_thread.setdefault(r.thread_id, set()).add(r.agent.pk)
+    for thread_id, agent_ids in by_thread.items():
+        ReplyToken.objects.filter(
+            thread_id=thread_id, agent_id__in=agent_ids, consumed_at__isnull=True, voided_at__isnull=True
+        ).update(voided_at=now)
+    rows = []
+    for result, r in ending:
+        token = tokens.new_token()
+        rows.append(
+            ReplyToken(
+                token_hash=tokens.hash_token(token),
+                thread_id=r.thread_id,
+                agent_id=r.agent.pk,
+                issued_seq=result.read_seq,
+                created_at=now,
+                expires_at=expires_at,
+            )
+        )
+        result.sync = SyncContext(
+            current_seq=result.read_seq,
+            reply_token=token,
+            expires_at=expires_at,
+            max_new_messages=conf["SEQ_TOLERANCE"],
+        )
+    ReplyToken.objects.bulk_create(rows)
+
+
 # --- cron ----------------------------------------------------------------------
 
 

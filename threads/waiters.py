@@ -21,8 +21,9 @@ The hub starts its tasks with the first waiter and stops them with the last.
 
 import asyncio
 import logging
+import time
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from uuid import UUID
 
 from channels.db import database_sync_to_async
@@ -30,7 +31,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from agents import services as agent_services
-from threads import selectors
+from threads import selectors, services
 from threads.events import thread_group
 
 logger = logging.getLogger("agentchat.waiters")
@@ -71,6 +72,8 @@ class WaitHub:
         self.waiters: dict[str, set[Waiter]] = {}
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task] = []
+        self._batch: list[tuple[services.WaitRequest, asyncio.Future]] = []
+        self._serving = False
 
     # --- waiters -----------------------------------------------------------
 
@@ -109,6 +112,37 @@ class WaitHub:
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def serve(self, request: services.WaitRequest) -> services.WaitResult:
+        """Look at the database for a wait, batched with every other look due now.
+
+        Requests that arrive while a batch is in the database form the next
+        batch, so a post that wakes 1,000 waiters costs a few queries, not
+        thousands, and the database thread is never queued behind them.
+        """
+        future = asyncio.get_running_loop().create_future()
+        self._batch.append((request, future))
+        if not self._serving:
+            self._serving = True
+            asyncio.create_task(self._serve_batches(), name="agentchat-waiters-serve")
+        result = await future
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    async def _serve_batches(self) -> None:
+        try:
+            while self._batch:
+                batch, self._batch = self._batch, []
+                try:
+                    results = await database_sync_to_async(services.serve_waits)([r for r, _ in batch])
+                except Exception as error:  # a bug or a database outage: every request of the batch fails
+                    results = [error] * len(batch)
+                for (_request, future), result in zip(batch, results):
+                    if not future.done():  # done: its wait was cancelled meanwhile
+                        future.set_result(result)
+        finally:
+            self._serving = False
 
     def waiting_agent_ids(self) -> set[UUID]:
         return {w.agent_id for members in self.waiters.values() for w in members}
@@ -177,6 +211,34 @@ class WaitHub:
             await self._subscribe(thread_id)
         for thread_id, last_seq in (await database_sync_to_async(selectors.last_seqs)(thread_ids=thread_ids)).items():
             self.wake(thread_id, last_seq, None)
+
+
+async def wait_for_messages(
+    *, agent, thread_id: str, after_seq: int, timeout: float, for_agent: str | None, limit: int
+) -> services.WaitResult:
+    """msg_wait: return at once when there is something to read, else sleep until woken or timed out.
+
+    Subscribe first, then read: a post committed after the read still wakes us.
+    """
+    hub = get_hub()
+    request = services.WaitRequest(
+        agent=agent, thread_id=thread_id, after_seq=after_seq, limit=limit, for_agent=for_agent, finish=False
+    )
+    waiter = await hub.open(thread_id=thread_id, agent_id=agent.pk, after_seq=after_seq, for_agent=for_agent)
+    try:
+        deadline = time.monotonic() + timeout
+        result = await hub.serve(request)
+        while result.sync is None:
+            waiter.seen_seq = max(waiter.seen_seq, result.read_seq)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not await waiter.sleep(remaining):
+                break
+            result = await hub.serve(request)
+    finally:
+        await hub.close(waiter)
+    if result.sync is None:  # timed out: end with whatever is there (usually nothing) and a fresh token
+        result = await hub.serve(replace(request, finish=True))
+    return result
 
 
 _hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, WaitHub]" = weakref.WeakKeyDictionary()
