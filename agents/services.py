@@ -124,11 +124,8 @@ def authenticate(*, agent_id: str, token: str) -> Agent:
 def resume_agent(*, agent_id: str, token: str) -> Agent:
     """Bind a returning agent: check its credentials and count it as a heartbeat."""
     agent = authenticate(agent_id=agent_id, token=token)
-    was_online = agent.status == Agent.Status.ONLINE and agent.is_online
-    _forget_writes([agent.pk])
+    _forget_writes([agent.pk])  # store this heartbeat, and announce a return from offline
     record_activity(agent=agent, op="agent_resume")
-    if not was_online:
-        transaction.on_commit(lambda: events.announce_presence(agent, online=True))
     return agent
 
 
@@ -142,11 +139,20 @@ def record_activity(*, agent: Agent, op: str, now: datetime | None = None) -> bo
     agent.last_activity = op
     agent.last_activity_at = now
     agent.status = Agent.Status.ONLINE
+    with _last_written_lock:
+        previous = _last_written.get(agent.pk)
     if not _due_for_write([agent.pk]):
         return False
-    Agent.objects.filter(pk=agent.pk, unregistered_at__isnull=True).update(
-        last_heartbeat=now, status=Agent.Status.ONLINE, last_activity=op, last_activity_at=now
-    )
+    fields = {"last_heartbeat": now, "status": Agent.Status.ONLINE, "last_activity": op, "last_activity_at": now}
+    registered = Agent.objects.filter(pk=agent.pk, unregistered_at__isnull=True)
+    timeout = settings.AGENTCHAT["AGENT_HEARTBEAT_TIMEOUT"]
+    if previous is None or time.monotonic() - previous >= timeout:
+        # Silent long enough for mark_offline_agents to have flipped it: the
+        # write itself tells whether it comes back online.
+        if registered.filter(status=Agent.Status.OFFLINE).update(**fields):
+            transaction.on_commit(lambda: events.announce_presence(agent, online=True))
+            return True
+    registered.update(**fields)
     return True
 
 

@@ -264,7 +264,8 @@ def test_record_activity_writes_once_then_coalesces_within_half_an_interval(
     services._last_written.clear()  # as if registered in another process
     first = timezone.now() + timedelta(seconds=1)
 
-    with django_assert_num_queries(1):
+    # Unknown to this process: one UPDATE tries "back from offline", one stores it.
+    with django_assert_num_queries(2):
         assert services.record_activity(agent=agent, op="msg_list", now=first) is True
     clock.value += 19.9  # HEARTBEAT_INTERVAL is 40: writes are 20 s apart at most
     with django_assert_num_queries(0):
@@ -351,3 +352,21 @@ def test_refreshed_agents_skip_their_next_op_write(make_agent, clock, django_ass
 
     with django_assert_num_queries(0):
         assert services.record_activity(agent=agent, op="msg_post") is False
+
+
+def test_an_agent_marked_offline_that_acts_again_is_back_online_and_announced(
+    make_agent, monkeypatch, django_capture_on_commit_callbacks
+):
+    agent, _ = make_agent()
+    Agent.objects.filter(pk=agent.pk).update(last_heartbeat=timezone.now() - timedelta(seconds=120))
+    assert [row["id"] for row in services.mark_offline_agents()] == [agent.pk]
+    announced = []
+    monkeypatch.setattr(services.events, "announce_presence", lambda a, online: announced.append((a.pk, online)))
+    services._last_written.clear()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.record_activity(agent=agent, op="agent_heartbeat") is True
+
+    stored = Agent.objects.get(pk=agent.pk)
+    assert stored.status == Agent.Status.ONLINE and stored.is_online
+    assert announced == [(agent.pk, True)]
