@@ -144,35 +144,39 @@ async def open_waiters(url: str, count: int) -> list[Client]:
     return clients
 
 
-async def wake_latency(post_url: str, wait_url: str, waiters: int) -> dict:
-    """Milliseconds from sending a post to each waiter receiving its reply."""
+async def wake_latency(post_url: str, wait_url: str, waiters: int, rounds: int) -> dict:
+    """Milliseconds from sending a post to each waiter receiving its reply, over several posts."""
     poster = await Client.open(post_url)
     await poster.call("agent_register", {"ide": "Bench", "model": "Poster"})
     created = await poster.call("thread_create", {"topic": f"bench {time.time()}"})
-    thread_id = created["thread"]["thread_id"]
+    thread_id, token = created["thread"]["thread_id"], created["reply_token"]
     clients = await open_waiters(wait_url, waiters)
-    for client in clients:
-        await client.send("msg_wait", {"thread_id": thread_id, "after_seq": 0, "timeout_ms": 120000})
-    await asyncio.sleep(1 + waiters / 200)  # let every wait subscribe and sleep
 
     async def woken_at(client: Client) -> float:
         frame = json.loads(await client.ws.recv())
         assert frame["ok"] and frame["result"]["messages"], frame
         return time.perf_counter()
 
-    receivers = [asyncio.create_task(woken_at(c)) for c in clients]
-    await asyncio.sleep(0)
-    started = time.perf_counter()
-    await poster.call(
-        "msg_post",
-        {"thread_id": thread_id, "content": "wake up", "expected_last_seq": 0, "reply_token": created["reply_token"]},
-    )
-    done = await asyncio.gather(*receivers)
-    latencies = sorted((t - started) * 1000 for t in done)
+    latencies: list[float] = []
+    for seq in range(rounds):
+        for client in clients:
+            await client.send("msg_wait", {"thread_id": thread_id, "after_seq": seq, "timeout_ms": 120000})
+        await asyncio.sleep(1 + waiters / 200)  # let every wait subscribe and sleep
+        receivers = [asyncio.create_task(woken_at(c)) for c in clients]
+        await asyncio.sleep(0)
+        started = time.perf_counter()
+        posted = await poster.call(
+            "msg_post",
+            {"thread_id": thread_id, "content": f"wake up {seq}", "expected_last_seq": seq, "reply_token": token},
+        )
+        token = posted["reply_token"]
+        latencies.extend((t - started) * 1000 for t in await asyncio.gather(*receivers))
     for client in [poster, *clients]:
         await client.ws.close()
+    latencies.sort()
     return {
         "waiters": waiters,
+        "posts": rounds,
         "p50_ms": round(statistics.median(latencies), 1),
         "p99_ms": round(latencies[max(0, int(len(latencies) * 0.99) - 1)], 1),
         "max_ms": round(latencies[-1], 1),
@@ -209,12 +213,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--waiters", type=int, default=100)
     parser.add_argument("--idle-seconds", type=float, default=60)
+    parser.add_argument("--rounds", type=int, default=5, help="posts per wake-up measurement")
     parser.add_argument("--postgres", default=os.environ.get("BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432/postgres"))
     parser.add_argument("--redis", default=os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/0"))
     parser.add_argument("--quick", action="store_true", help="10 waiters, 20 s idle")
     options = parser.parse_args()
     if options.quick:
-        options.waiters, options.idle_seconds = 10, 20
+        options.waiters, options.idle_seconds, options.rounds = 10, 20, 3
     os.environ.pop("DATABASE_URL", None)
     os.environ.pop("REDIS_URL", None)
     report: dict = {"machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]}}
@@ -223,7 +228,7 @@ def main() -> None:
         sqlite_env = {"DATABASE_URL": f"sqlite:///{tmp}/bench.sqlite3"}
         migrate(sqlite_env)
         url = stack.enter_context(server(sqlite_env))
-        report["wake_one_process_sqlite"] = asyncio.run(wake_latency(url, url, options.waiters))
+        report["wake_one_process_sqlite"] = asyncio.run(wake_latency(url, url, options.waiters, options.rounds))
 
     pg_name = "agentchat_bench"
     pg_env = {"DATABASE_URL": postgres_database(options.postgres, pg_name), "REDIS_URL": options.redis}
@@ -231,7 +236,7 @@ def main() -> None:
     with ExitStack() as stack:
         first = stack.enter_context(server(pg_env))
         second = stack.enter_context(server(pg_env))
-        report["wake_two_processes_postgres_redis"] = asyncio.run(wake_latency(first, second, options.waiters))
+        report["wake_two_processes_postgres_redis"] = asyncio.run(wake_latency(first, second, options.waiters, options.rounds))
     with ExitStack() as stack:
         url = stack.enter_context(server(pg_env))
         report["idle_waiting_cost_postgres"] = asyncio.run(
