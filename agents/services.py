@@ -129,10 +129,12 @@ def resume_agent(*, agent_id: str, token: str) -> Agent:
     return agent
 
 
-def record_activity(*, agent: Agent, op: str, now: datetime | None = None) -> bool:
+def record_activity(*, agent: Agent, op: str, always: bool = False, now: datetime | None = None) -> bool:
     """Count an op as a heartbeat; store it unless one was stored very recently.
 
-    Returns whether a write happened. Also updates the in-memory `agent`.
+    `always` stores it regardless (agent_heartbeat: a heartbeat that arrives
+    late must not be hidden behind an older coalesced write). Returns whether
+    a write happened. Also updates the in-memory `agent`.
     """
     now = now or timezone.now()
     agent.last_heartbeat = now
@@ -141,7 +143,7 @@ def record_activity(*, agent: Agent, op: str, now: datetime | None = None) -> bo
     agent.status = Agent.Status.ONLINE
     with _last_written_lock:
         previous = _last_written.get(agent.pk)
-    if not _due_for_write([agent.pk]):
+    if not _due_for_write([agent.pk]) and not always:
         return False
     fields = {"last_heartbeat": now, "status": Agent.Status.ONLINE, "last_activity": op, "last_activity_at": now}
     registered = Agent.objects.filter(pk=agent.pk, unregistered_at__isnull=True)

@@ -17,6 +17,7 @@ from uuid import UUID
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db import DatabaseError
 
 from agentchat.errors import BadRequest, NotFound, PayloadTooLarge, ProtocolError, Unauthenticated
 from agentchat.protocol import Args
@@ -119,11 +120,21 @@ class AgentConsumer(AsyncWebsocketConsumer):
             if self.agent is None and name not in ANONYMOUS_OPS:
                 raise Unauthenticated("Bind this socket first with agent_register, agent_resume or bus_connect.")
             if self.agent is not None and name not in ("agent_register", "agent_resume", "agent_unregister"):
-                # Any op by a bound agent counts as a heartbeat (coalesced).
-                await db(agent_services.record_activity)(agent=self.agent, op=name)
+                # Any op by a bound agent counts as a heartbeat; agent_heartbeat is always stored.
+                await db(agent_services.record_activity)(
+                    agent=self.agent, op=name, always=name == "agent_heartbeat"
+                )
             result = await handler(self, args)
         except ProtocolError as error:
             await self.reply_error(request_id, error)
+        except DatabaseError as error:
+            # Connection lost or database restarting: nothing was committed, so a
+            # retry (msg_post with the same client_msg_id) is safe.
+            logger.warning("Op %s failed on the database: %s", name, error.__class__.__name__)
+            await self.reply_error(
+                request_id,
+                ProtocolError("The database is unavailable; retry the request.", retryable=True),
+            )
         except Exception:
             # A bug: log it (the op name only, never the args: they may hold tokens).
             logger.exception("Op %s failed", name)

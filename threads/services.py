@@ -637,6 +637,8 @@ def _issue_wait_tokens(ending: list[tuple[WaitResult, WaitRequest]], *, now: dat
             max_new_messages=conf["SEQ_TOLERANCE"],
         )
     ReplyToken.objects.bulk_create(rows)
+    # An ending wait counts as a heartbeat: the agent's own heartbeats resume from here.
+    agent_services.refresh_heartbeats(agent_ids={r.agent.pk for _result, r in ending}, now=now)
 
 
 # --- cron ----------------------------------------------------------------------
