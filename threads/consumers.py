@@ -17,7 +17,7 @@ from uuid import UUID
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import InterfaceError, OperationalError
 
 from agentchat.errors import BadRequest, NotFound, PayloadTooLarge, ProtocolError, Unauthenticated
 from agentchat.protocol import Args
@@ -127,7 +127,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
             result = await handler(self, args)
         except ProtocolError as error:
             await self.reply_error(request_id, error)
-        except DatabaseError as error:
+        except (OperationalError, InterfaceError) as error:
             # Connection lost or database restarting: nothing was committed, so a
             # retry (msg_post with the same client_msg_id) is safe.
             logger.warning("Op %s failed on the database: %s", name, error.__class__.__name__)
