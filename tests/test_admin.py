@@ -144,3 +144,29 @@ def test_messages_are_read_only_in_the_admin(admin_client, bus):
     assert response.status_code == 403
     assert Message.objects.get(pk=message.pk).content == "ship on friday"
     assert Thread.objects.get(pk=bus["thread"].pk).last_seq == 1
+
+
+def test_a_human_posts_into_a_thread_from_the_admin(admin_client, bus):
+    thread = bus["thread"]
+    url = reverse("admin:threads_thread_post", args=[thread.pk])
+    assert "Post as a human" in admin_client.get(reverse("admin:threads_thread_change", args=[thread.pk])).content.decode()
+    assert admin_client.get(url).status_code == 200
+
+    response = admin_client.post(url, {"content": "please stop and review", "priority": "urgent", "human_only": "on"})
+
+    assert response.status_code == 302
+    message = Message.objects.get(thread=thread, seq=2)
+    assert (message.role, message.author_id, message.author_name) == ("user", None, "admin")
+    assert message.priority == "urgent" and message.is_human_only
+    assert Thread.objects.get(pk=thread.pk).last_seq == 2
+
+
+def test_a_human_post_to_a_closed_thread_is_refused_and_stores_nothing(admin_client, bus):
+    thread = bus["thread"]
+    services.close_thread(thread_id=thread.pk)
+    response = admin_client.post(
+        reverse("admin:threads_thread_post", args=[thread.pk]), {"content": "hello?", "priority": "normal"}
+    )
+    assert response.status_code == 200
+    assert "The thread is closed." in response.content.decode()
+    assert Thread.objects.get(pk=thread.pk).last_seq == 1

@@ -1,5 +1,9 @@
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path
 from django.utils.text import Truncator
 
 from agentchat.errors import ProtocolError
@@ -20,6 +24,14 @@ class MessageInline(admin.TabularInline):
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
+
+
+class HumanPostForm(forms.Form):
+    content = forms.CharField(widget=forms.Textarea(attrs={"rows": 8, "cols": 80}))
+    priority = forms.ChoiceField(choices=Message.Priority.choices, initial=Message.Priority.NORMAL)
+    human_only = forms.BooleanField(
+        required=False, help_text="Agents see the message (and its seq) but not its content."
+    )
 
 
 @admin.register(Thread)
@@ -53,6 +65,34 @@ class ThreadAdmin(admin.ModelAdmin):
             .get_queryset(request)
             .annotate(participants=Count("messages__author", distinct=True))
         )
+
+    def get_urls(self):
+        post = self.admin_site.admin_view(self.post_view)
+        return [path("<uuid:pk>/post/", post, name="threads_thread_post"), *super().get_urls()]
+
+    def post_view(self, request, pk):
+        """Let a human post into the thread (role `user`); it wakes the waiting agents."""
+        thread = get_object_or_404(Thread, pk=pk)
+        if not self.has_change_permission(request, thread):
+            return redirect("admin:threads_thread_change", pk)
+        form = HumanPostForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                message = services.post_human_message(
+                    thread=thread,
+                    content=form.cleaned_data["content"],
+                    author_name=request.user.get_username(),
+                    human_only=form.cleaned_data["human_only"],
+                    priority=form.cleaned_data["priority"],
+                )
+            except ProtocolError as error:
+                form.add_error("content", error.message)
+            else:
+                self.message_user(request, f"Posted message #{message.seq}.", messages.SUCCESS)
+                return redirect("admin:threads_thread_change", pk)
+        context = {**self.admin_site.each_context(request), "opts": self.opts, "thread": thread, "form": form,
+                   "title": f"Post to {thread}"}
+        return TemplateResponse(request, "admin/threads/thread/post_message.html", context)
 
     @admin.display(description="messages", ordering="last_seq")
     def message_count(self, thread: Thread) -> int:
