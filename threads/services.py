@@ -390,7 +390,7 @@ def post_message(
     """Post under the sync rules (PROTOCOL.md, "msg_post and the sync rules")."""
     replayed = _replayed(agent, client_msg_id)
     if replayed is not None:
-        return replayed, _fresh_context(replayed.thread, agent)
+        return replayed, _replay_context(replayed, agent)
     if expected_last_seq is None or reply_token is None:
         raise MissingSyncFields("msg_post needs expected_last_seq and reply_token; get them from msg_wait.")
     content = _clean_content(content)
@@ -419,7 +419,7 @@ def post_message(
         replayed = _replayed(agent, client_msg_id)
         if replayed is None:
             raise
-        return replayed, _fresh_context(replayed.thread, agent)
+        return replayed, _replay_context(replayed, agent)
     if isinstance(outcome, _Refusal):
         raise SeqMismatch(
             f"The thread moved on to seq {outcome.current_seq}; read the new messages, then msg_wait for a fresh token.",
@@ -449,7 +449,7 @@ def _post_locked(
     thread = Thread.objects.select_for_update().get(pk=thread_id)
     replayed = _replayed(agent, client_msg_id)  # a retry that won the lock first
     if replayed is not None:
-        return replayed, _fresh_context(thread, agent)
+        return replayed, _replay_context(replayed, agent)
 
     token = ReplyToken.objects.filter(token_hash=tokens.hash_token(reply_token)).first()
     if token is None or token.thread_id != thread.pk or token.agent_id != agent.pk or token.voided_at:
@@ -510,9 +510,15 @@ def _append(*, thread: Thread, now: datetime, **fields: Any) -> Message:
     return message
 
 
-def _fresh_context(thread: Thread, agent: Agent) -> SyncContext:
-    last_seq = Thread.objects.values_list("last_seq", flat=True).get(pk=thread.pk)
-    return issue_reply_token(thread=thread, agent=agent, current_seq=last_seq)
+def _replay_context(message: Message, agent: Agent) -> SyncContext:
+    """The sync context of a replayed post: read up to the post itself, not beyond.
+
+    The agent has read nothing after its own message (its reply was lost); a
+    context at the thread's newest seq would let it post, and move a client's
+    cursor, past messages others posted meanwhile. With this one, a post that
+    is behind gets SeqMismatch and the agent reads them first.
+    """
+    return issue_reply_token(thread=message.thread, agent=agent, current_seq=message.seq)
 
 
 @transaction.atomic

@@ -5,6 +5,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,18 +37,20 @@ def daphne(*, env: dict[str, str] | None = None) -> Iterator[str]:
     """Run `daphne agentchat.asgi:application` on a free loopback port; yield its ws URL."""
     port = free_port()
     process_env = {**os.environ, "DATABASE_URL": current_database_url(), **(env or {})}
+    log = tempfile.TemporaryFile()  # a pipe nobody reads could fill up and block the server
     process = subprocess.Popen(
         [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "agentchat.asgi:application"],
         cwd=BASE_DIR,
         env=process_env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
     )
     try:
         deadline = time.monotonic() + 30
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"daphne exited: {process.stderr.read().decode()[-2000:]}")
+                log.seek(0)
+                raise RuntimeError(f"daphne exited: {log.read().decode()[-2000:]}")
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
                 break
@@ -63,6 +66,7 @@ def daphne(*, env: dict[str, str] | None = None) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        log.close()
 
 
 class Agent:

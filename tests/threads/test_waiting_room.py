@@ -7,6 +7,7 @@ import pytest
 from django.db.backends.utils import CursorWrapper
 
 from tests.conftest import registered
+from threads.waiters import get_hub
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -23,7 +24,12 @@ async def test_two_hundred_waits_need_no_extra_threads_and_read_nothing_while_as
         await waiter.send("msg_wait", {"thread_id": thread_id, "after_seq": 0, "timeout_ms": 20000})
         for _ in range(200)
     ]
-    await waiter.nothing(0.5)  # all 200 are asleep now
+    hub = get_hub()
+    for _ in range(200):  # until all 200 have read the database once and gone to sleep
+        if sum(map(len, hub.waiters.values())) == 200 and not hub._serving and not hub._batch:
+            break
+        await asyncio.sleep(0.05)
+    assert sum(map(len, hub.waiters.values())) == 200
     assert threading.active_count() <= threads_before + 1
 
     # No statement reaches the database, from any thread, while they sleep
