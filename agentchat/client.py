@@ -68,7 +68,8 @@ class AgentChatClient:
         self.threads: dict[str, dict[str, Any]] = {}
         self._ws = None
         self._ids = itertools.count(1)
-        self._pending: dict[str, asyncio.Future] = {}
+        # request id -> (the socket it was sent on, the future of its reply)
+        self._pending: dict[str, tuple[Any, asyncio.Future]] = {}
         self._reader: asyncio.Task | None = None
         self._heartbeat: asyncio.Task | None = None
         self._reconnecting: asyncio.Lock | None = None
@@ -87,15 +88,22 @@ class AgentChatClient:
     async def connect(self) -> None:
         """Open the socket and bind it: resume with stored credentials, else register."""
         self._reconnecting = self._reconnecting or asyncio.Lock()
-        self._ws = await websockets.connect(self.url, open_timeout=10, max_size=None)
-        self._reader = asyncio.create_task(self._read(self._ws))
-        if self.agent_id and self.token:
-            await self._request("agent_resume", {"agent_id": self.agent_id, "token": self.token})
-        else:
-            result = await self._request("agent_register", {"ide": self.ide, "model": self.model})
-            self.agent_id, self.token = result["agent_id"], result["token"]
-        config = await self._request("bus_get_config", {})
+        ws = await websockets.connect(self.url, open_timeout=10, max_size=None)
+        self._reader = asyncio.create_task(self._read(ws))
+        # Other requests keep using the old socket (and wait for this reconnect)
+        # until this one is bound, so none of them is sent unauthenticated.
+        try:
+            if self.agent_id and self.token:
+                await self._request("agent_resume", {"agent_id": self.agent_id, "token": self.token}, ws=ws)
+            else:
+                result = await self._request("agent_register", {"ide": self.ide, "model": self.model}, ws=ws)
+                self.agent_id, self.token = result["agent_id"], result["token"]
+            config = await self._request("bus_get_config", {}, ws=ws)
+        except BaseException:
+            await ws.close()
+            raise
         self.heartbeat_interval = float(config["heartbeat_interval"])
+        self._ws = ws
         if self.heartbeats and self._heartbeat is None:
             self._heartbeat = asyncio.create_task(self._heartbeat_loop())
 
@@ -113,16 +121,17 @@ class AgentChatClient:
         try:
             async for frame in ws:
                 reply = json.loads(frame)
-                future = self._pending.pop(str(reply.get("id")), None)
+                _sent_on, future = self._pending.pop(str(reply.get("id")), (None, None))
                 if future is not None and not future.done():
                     future.set_result(reply)
         except websockets.ConnectionClosed:
             pass
         finally:
-            for future in self._pending.values():
-                if not future.done():
-                    future.set_exception(ConnectionLost())
-            self._pending.clear()
+            for request_id, (sent_on, future) in list(self._pending.items()):
+                if sent_on is ws:
+                    del self._pending[request_id]
+                    if not future.done():
+                        future.set_exception(ConnectionLost())
 
     async def _reconnect(self, broken) -> None:
         async with self._reconnecting:
@@ -141,12 +150,13 @@ class AgentChatClient:
 
     # --- requests ---------------------------------------------------------------
 
-    async def _request(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
+    async def _request(self, op: str, args: dict[str, Any], ws=None) -> dict[str, Any]:
         request_id = str(next(self._ids))
+        ws = ws or self._ws
         future = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = future
+        self._pending[request_id] = (ws, future)
         try:
-            await self._ws.send(json.dumps({"id": request_id, "op": op, "args": args}))
+            await ws.send(json.dumps({"id": request_id, "op": op, "args": args}))
         except websockets.ConnectionClosed:
             self._pending.pop(request_id, None)
             raise ConnectionLost() from None

@@ -149,15 +149,15 @@ class Client(AgentChatClient):
         self.connects += 1
         await super().connect()
 
-    async def _request(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
+    async def _request(self, op: str, args: dict[str, Any], ws: Any = None) -> dict[str, Any]:
         if op == "msg_post" and self.lose_next_post_reply is not None:
             meanwhile, self.lose_next_post_reply = self.lose_next_post_reply, None
-            await super()._request(op, args)
+            await super()._request(op, args, ws)
             await self._ws.close()
             await meanwhile()
             raise ConnectionLost()
         try:
-            return await super()._request(op, args)
+            return await super()._request(op, args, ws)
         except AgentChatError as error:
             if error.data.get("retryable"):
                 self.retryable_errors += 1
