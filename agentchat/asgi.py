@@ -4,6 +4,7 @@ ASGI entry point: HTTP goes to Django (the admin), WebSockets to the agent consu
 Run with `daphne agentchat.asgi:application`.
 """
 
+import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -15,6 +16,11 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from agentchat.origins import browser_origin_validator  # noqa: E402
 from agentchat.routing import websocket_urlpatterns  # noqa: E402
+
+# Everything loaded so far lives as long as the process: keep it out of the
+# garbage collector's full passes, which otherwise grow with every object of
+# startup and stall the event loop (and every wake-up) while they run.
+gc.freeze()
 
 application = ProtocolTypeRouter(
     {

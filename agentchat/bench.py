@@ -117,6 +117,9 @@ def start_server(env: dict[str, str]) -> Iterator[Server]:
 def server_env(options: argparse.Namespace, database_url: str, redis_url: str = "") -> dict[str, str]:
     env = {
         "DATABASE_URL": database_url,
+        # Production mode: DEBUG would also record every query in memory.
+        "DJANGO_DEBUG": "false",
+        "DJANGO_SECRET_KEY": "benchmark-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
         "AGENTCHAT_RATE_LIMIT_PER_MINUTE": "0",
         "AGENTCHAT_HEARTBEAT_INTERVAL": str(options.heartbeat_interval),
         "AGENTCHAT_HEARTBEAT_TIMEOUT": str(options.heartbeat_timeout),

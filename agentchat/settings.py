@@ -94,13 +94,14 @@ TEMPLATES = [
 # --- Database ----------------------------------------------------------------
 
 # SQLite by default; DATABASE_URL (e.g. postgres://user@host:5432/agentchat)
-# selects another database. Connections are kept for a minute: every ORM call of
-# the WebSocket consumer runs on one worker thread, which then reuses one
-# connection instead of opening one per request.
+# selects another database. Connections persist: every ORM call of the
+# WebSocket consumer runs on one worker thread, which keeps one connection
+# instead of opening one per request (or per minute). A connection that failed
+# is dropped and reopened by the next request.
 DATABASES = {
     "default": dj_database_url.config(
         default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
-        conn_max_age=60,
+        conn_max_age=None,
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

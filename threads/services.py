@@ -362,7 +362,7 @@ def _check_rate_limit(agent: Agent, now: datetime) -> None:
 def _replayed(agent: Agent, client_msg_id: str | None) -> Message | None:
     if client_msg_id is None:
         return None
-    return Message.objects.select_related("thread").filter(author=agent, client_msg_id=client_msg_id).first()
+    return Message.objects.filter(author=agent, client_msg_id=client_msg_id).first()
 
 
 @dataclass
