@@ -74,6 +74,7 @@ class WaitHub:
         self._tasks: list[asyncio.Task] = []
         self._batch: list[tuple[services.WaitRequest, asyncio.Future]] = []
         self._serving = False
+        self._server: asyncio.Task | None = None
 
     # --- waiters -----------------------------------------------------------
 
@@ -124,7 +125,8 @@ class WaitHub:
         self._batch.append((request, future))
         if not self._serving:
             self._serving = True
-            asyncio.create_task(self._serve_batches(), name="agentchat-waiters-serve")
+            # Keep a reference: the loop holds tasks only weakly.
+            self._server = asyncio.create_task(self._serve_batches(), name="agentchat-waiters-serve")
         result = await future
         if isinstance(result, Exception):
             raise result
