@@ -48,6 +48,13 @@ def _due_for_write(agent_ids: Iterable[UUID]) -> list[UUID]:
     return due
 
 
+def seconds_since_write(agent_id: UUID) -> float:
+    """How long ago this process last stored the agent's heartbeat (infinite: never)."""
+    with _last_written_lock:
+        written = _last_written.get(agent_id)
+    return float("inf") if written is None else time.monotonic() - written
+
+
 def _forget_writes(agent_ids: Iterable[UUID]) -> None:
     with _last_written_lock:
         for pk in agent_ids:
@@ -161,8 +168,8 @@ def record_activity(*, agent: Agent, op: str, always: bool = False, now: datetim
 def refresh_heartbeats(*, agent_ids: Iterable[UUID], now: datetime | None = None) -> int:
     """Store a fresh heartbeat for every given agent, in one UPDATE.
 
-    Each process calls this once per tick (half a heartbeat interval) for the
-    agents waiting in it: the tick is the coalescing, so every agent is written.
+    Each process calls this once per heartbeat interval for the agents waiting
+    in it: the tick is the coalescing, so every agent is written.
     """
     agent_ids = set(agent_ids)
     if not agent_ids:

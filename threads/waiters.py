@@ -8,13 +8,15 @@ agents wait, and each Redis group stays as small as the number of processes.
 An incoming `thread.message` event sets the asyncio.Event of each matching
 waiter; nothing reads the database while waiting.
 
-A housekeeping tick runs every half heartbeat interval while anyone waits:
+A housekeeping tick runs once per heartbeat interval while anyone waits:
 - one UPDATE refreshes the heartbeat of every agent waiting here;
-- every other tick, one SELECT of `last_seq` for the threads waited on wakes
-  any waiter whose wake-up the channel layer lost (it is at-most-once), and the
-  process re-subscribes its groups (Redis may have restarted or expired them).
-So an idle process costs the database at most three statements per heartbeat
-interval, whatever the number of waiting agents.
+- one SELECT of `last_seq` for the threads waited on wakes any waiter whose
+  wake-up the channel layer lost (it is at-most-once), and the process
+  re-subscribes its groups (Redis may have restarted or expired them).
+So an idle process costs the database two statements per heartbeat interval,
+whatever the number of waiting agents. A wait that starts long before the next
+tick stores its agent's heartbeat once at the start (`cover_heartbeat`), so a
+waiting agent's stored heartbeat never lags by more than one interval.
 
 The hub starts its tasks with the first waiter and stops them with the last.
 """
@@ -75,6 +77,7 @@ class WaitHub:
         self._batch: list[tuple[services.WaitRequest, asyncio.Future]] = []
         self._serving = False
         self._server: asyncio.Task | None = None
+        self.next_tick = 0.0  # monotonic time of the next housekeeping tick
 
     # --- waiters -----------------------------------------------------------
 
@@ -92,6 +95,7 @@ class WaitHub:
                 await self._subscribe(thread_id)
             members.add(waiter)
             if not self._tasks:
+                self.next_tick = time.monotonic() + settings.AGENTCHAT["HEARTBEAT_INTERVAL"]
                 self._tasks = [
                     asyncio.create_task(self._receive_loop(), name="agentchat-waiters-receive"),
                     asyncio.create_task(self._tick_loop(), name="agentchat-waiters-tick"),
@@ -187,18 +191,23 @@ class WaitHub:
     # --- housekeeping ----------------------------------------------------------
 
     async def _tick_loop(self) -> None:
-        tick = 0
         while True:
-            await asyncio.sleep(settings.AGENTCHAT["HEARTBEAT_INTERVAL"] / 2)
-            tick += 1
+            await asyncio.sleep(max(0.0, self.next_tick - time.monotonic()))
+            self.next_tick = time.monotonic() + settings.AGENTCHAT["HEARTBEAT_INTERVAL"]
             try:
                 await self._refresh_heartbeats()
-                if tick % 2 == 0:
-                    await self._recheck()
+                await self._recheck()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 logger.warning("Waiters housekeeping failed", exc_info=True)
+
+    async def cover_heartbeat(self, agent_id: UUID) -> None:
+        """Store the agent's heartbeat now if it would otherwise lag by more than an interval before the next tick."""
+        interval = settings.AGENTCHAT["HEARTBEAT_INTERVAL"]
+        until_tick = max(0.0, self.next_tick - time.monotonic())
+        if agent_services.seconds_since_write(agent_id) + until_tick > interval:
+            await database_sync_to_async(agent_services.refresh_heartbeats)(agent_ids=[agent_id])
 
     async def _refresh_heartbeats(self) -> None:
         agent_ids = self.waiting_agent_ids()
@@ -228,6 +237,7 @@ async def wait_for_messages(
     )
     waiter = await hub.open(thread_id=thread_id, agent_id=agent.pk, after_seq=after_seq, for_agent=for_agent)
     try:
+        await hub.cover_heartbeat(agent.pk)
         deadline = time.monotonic() + timeout
         result = await hub.serve(request)
         while result.sync is None:

@@ -2,12 +2,18 @@
 
 import asyncio
 import threading
+import time
+from datetime import timedelta
 
 import pytest
+from channels.db import database_sync_to_async
 from django.db.backends.utils import CursorWrapper
+from django.utils import timezone
 
+from agents import services as agent_services
+from agents.models import Agent
 from tests.conftest import registered
-from threads.waiters import get_hub
+from threads.waiters import WaitHub, get_hub
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -51,3 +57,23 @@ async def test_two_hundred_waits_need_no_extra_threads_and_read_nothing_while_as
     for request_id in requests:
         reply = await waiter.reply(request_id, timeout=20)
         assert [m["content"] for m in reply["result"]["messages"]] == ["everyone up"]
+
+
+async def test_a_wait_far_from_the_next_tick_stores_its_heartbeat_at_once(settings, make_agent):
+    """The tick comes once an interval; a wait that would lag longer stores its heartbeat on entry."""
+    settings.AGENTCHAT = {**settings.AGENTCHAT, "HEARTBEAT_INTERVAL": 10, "AGENT_HEARTBEAT_TIMEOUT": 20}
+    agent, _ = await database_sync_to_async(make_agent)()
+    hub = WaitHub()
+    hub.next_tick = time.monotonic() + 8  # the next tick is 8 s away
+
+    agent_services._last_written[agent.pk] = time.monotonic() - 1  # stored 1 s ago: 9 s lag at most
+    await hub.cover_heartbeat(agent.pk)
+    assert agent_services.seconds_since_write(agent.pk) >= 1
+
+    old = timezone.now() - timedelta(seconds=5)
+    await database_sync_to_async(Agent.objects.filter(pk=agent.pk).update)(last_heartbeat=old)
+    agent_services._last_written[agent.pk] = time.monotonic() - 5  # 5 + 8 > 10: would lag too long
+    await hub.cover_heartbeat(agent.pk)
+    assert agent_services.seconds_since_write(agent.pk) < 1
+    stored = await database_sync_to_async(Agent.objects.get)(pk=agent.pk)
+    assert stored.last_heartbeat > old + timedelta(seconds=4)
