@@ -170,3 +170,16 @@ def test_a_human_post_to_a_closed_thread_is_refused_and_stores_nothing(admin_cli
     assert response.status_code == 200
     assert "The thread is closed." in response.content.decode()
     assert Thread.objects.get(pk=thread.pk).last_seq == 1
+
+
+def test_the_thread_form_cannot_change_status_past_the_rules(admin_client, bus):
+    thread = bus["thread"]
+    url = reverse("admin:threads_thread_change", args=[thread.pk])
+    response = admin_client.post(url, {
+        "topic": "release plan", "status": "closed", "summary": "", "system_prompt": "", "metadata": "{}",
+        "messages-TOTAL_FORMS": "1", "messages-INITIAL_FORMS": "1", "messages-MIN_NUM_FORMS": "0",
+        "messages-MAX_NUM_FORMS": "1000", "messages-0-id": str(bus["message"].pk),
+    })
+    assert response.status_code == 302
+    thread.refresh_from_db()
+    assert (thread.status, thread.closed_at) == ("discuss", None)

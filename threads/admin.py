@@ -41,7 +41,8 @@ class ThreadAdmin(admin.ModelAdmin):
     list_select_related = ["creator"]
     search_fields = ["topic", "summary"]
     date_hierarchy = "created_at"
-    readonly_fields = ["id", "last_seq", "creator", "created_at", "updated_at", "closed_at"]
+    # Status changes go through the actions, which apply the same rules as the ops.
+    readonly_fields = ["id", "status", "last_seq", "creator", "created_at", "updated_at", "closed_at"]
     fields = [
         "id",
         "topic",
