@@ -53,7 +53,8 @@ class Waiter:
         if seq <= self.seen_seq:
             return
         if self.for_agent is not None and targets is not None and self.for_agent not in targets:
-            self.seen_seq = seq  # not for us; no need to look at it again
+            # Not for us. seen_seq stays: events may arrive out of order across
+            # processes, and an earlier message for us must still wake us.
             return
         self.event.set()
 

@@ -13,7 +13,7 @@ from django.utils import timezone
 from agents import services as agent_services
 from agents.models import Agent
 from tests.conftest import registered
-from threads.waiters import WaitHub, get_hub
+from threads.waiters import WaitHub, Waiter, get_hub
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -77,3 +77,11 @@ async def test_a_wait_far_from_the_next_tick_stores_its_heartbeat_at_once(settin
     assert agent_services.seconds_since_write(agent.pk) < 1
     stored = await database_sync_to_async(Agent.objects.get)(pk=agent.pk)
     assert stored.last_heartbeat > old + timedelta(seconds=4)
+
+
+def test_a_filtered_waiter_still_wakes_for_an_earlier_message_that_arrives_late():
+    waiter = Waiter(thread_id="t", agent_id=None, for_agent="me", seen_seq=4)
+    waiter.offer(6, ["someone-else"])  # seq 6 is not for us and arrives first
+    assert not waiter.event.is_set()
+    waiter.offer(5, ["me"])  # seq 5, for us, arrives late (another process's event)
+    assert waiter.event.is_set()
