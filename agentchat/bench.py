@@ -80,19 +80,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for_port(port: int, process: subprocess.Popen) -> None:
+def wait_for_port(port: int, process: subprocess.Popen, what: str = "daphne", timeout: float = 30) -> None:
+    """Return once something accepts connections on the loopback port; fail if `process` exits first."""
     import socket
 
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    deadline = time.monotonic() + timeout
+    while True:
         if process.poll() is not None:
-            raise RuntimeError("daphne exited early")
+            raise RuntimeError(f"{what} exited with code {process.returncode}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
             return
         except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not start within {timeout} s") from None
             time.sleep(0.05)
-    raise RuntimeError("daphne did not start")
 
 
 @contextmanager

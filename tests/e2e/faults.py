@@ -10,11 +10,9 @@ import asyncio
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -24,6 +22,7 @@ from typing import Any, Awaitable, Callable
 import psycopg
 from django.db import connection
 
+from agentchat.bench import wait_for_port
 from agentchat.client import AgentChatClient, AgentChatError, ConnectionLost
 from tests.e2e.servers import BASE_DIR, current_database_url, free_port
 
@@ -31,20 +30,6 @@ from tests.e2e.servers import BASE_DIR, current_database_url, free_port
 WAIT_SLACK = 25.0
 # One logical post, all its client-side retries included, gets this long.
 POST_TIMEOUT = 45.0
-
-
-def _wait_for_port(port: int, process: subprocess.Popen, what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"{what} exited with code {process.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{what} did not start within {timeout} s") from None
-            time.sleep(0.05)
 
 
 class RedisServer:
@@ -70,7 +55,7 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        _wait_for_port(self.port, self.process, "redis-server")
+        wait_for_port(self.port, self.process, "redis-server")
         self.starts += 1
 
     def kill(self) -> None:
@@ -99,7 +84,7 @@ class Daphne:
                 stderr=subprocess.STDOUT,
             )
         try:
-            _wait_for_port(self.port, self.process, "daphne")
+            wait_for_port(self.port, self.process, "daphne")
         except RuntimeError as error:
             raise RuntimeError(f"{error}: {self.output()[-2000:]}") from None
 

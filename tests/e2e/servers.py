@@ -2,11 +2,9 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -14,13 +12,9 @@ from typing import Any, Iterator
 import websockets
 from django.db import connection
 
+from agentchat.bench import free_port, wait_for_port
+
 BASE_DIR = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def current_database_url() -> str:
@@ -46,18 +40,11 @@ def daphne(*, env: dict[str, str] | None = None) -> Iterator[str]:
         stderr=log,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                log.seek(0)
-                raise RuntimeError(f"daphne exited: {log.read().decode()[-2000:]}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("daphne did not start within 30 s") from None
-                time.sleep(0.05)
+        try:
+            wait_for_port(port, process)
+        except RuntimeError as error:
+            log.seek(0)
+            raise RuntimeError(f"{error}: {log.read().decode()[-2000:]}") from None
         yield f"ws://127.0.0.1:{port}/ws/agent/"
     finally:
         process.terminate()
