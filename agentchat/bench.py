@@ -45,10 +45,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 from agentchat.client import AgentChatClient
@@ -380,7 +380,12 @@ def targets(report: dict) -> list[dict]:
         ("RSS per idle waiting socket (KiB)", report["memory_postgres"]["kib_per_waiting_socket"], "<=", 50),
     ]
     return [
-        {"figure": name, "value": value, "target": f"{op} {goal}", "met": value <= goal if op == "<=" else value >= goal}
+        {
+            "figure": name,
+            "value": value,
+            "target": f"{op} {goal}",
+            "met": value <= goal if op == "<=" else value >= goal,
+        }
         for name, value, op, goal in rows
     ]
 
@@ -410,7 +415,10 @@ def print_table(report: dict) -> None:
             str(idle["statements_per_process_per_heartbeat_interval"]),
         ),
         ("  per waiting agent per minute (measured)", str(idle["statements_per_agent_per_minute"])),
-        ("  per waiting agent per minute at a 40 s interval", str(idle["statements_per_agent_per_minute_at_40s_interval"])),
+        (
+            "  per waiting agent per minute at a 40 s interval",
+            str(idle["statements_per_agent_per_minute_at_40s_interval"]),
+        ),
     ]
     memory = report["memory_postgres"]
     lines.append(
@@ -433,7 +441,9 @@ def print_table(report: dict) -> None:
 def parse_options() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--quick", action="store_true", help="5 posts per figure, 3 s posts/s runs, 4 s / 6 s heartbeat, 20 s idle window"
+        "--quick",
+        action="store_true",
+        help="5 posts per figure, 3 s posts/s runs, 4 s / 6 s heartbeat, 20 s idle window",
     )
     parser.add_argument("--posts", type=int, help="posts per wake-up figure (default 20)")
     parser.add_argument("--post-seconds", type=float, help="duration of each posts/s figure (default 10)")

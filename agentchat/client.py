@@ -28,8 +28,17 @@ logger = logging.getLogger("agentchat.client")
 
 # Ops that are safe to send again after a reconnect (msg_post is, by its client_msg_id).
 RETRYABLE_OPS = {
-    "msg_post", "msg_wait", "msg_list", "msg_get", "thread_get", "thread_list", "agent_list",
-    "agent_heartbeat", "bus_get_config", "agent_set_typing", "agent_update",
+    "msg_post",
+    "msg_wait",
+    "msg_list",
+    "msg_get",
+    "thread_get",
+    "thread_list",
+    "agent_list",
+    "agent_heartbeat",
+    "bus_get_config",
+    "agent_set_typing",
+    "agent_update",
 }
 
 
@@ -204,8 +213,12 @@ class AgentChatClient:
         """Join (or create, by name) a thread; return its id. Read unseen messages with wait()."""
         after = self.threads.get(thread_id or "", {}).get("cursor", 0)
         result = await self.call(
-            "bus_connect", thread_name=thread_name, thread_id=thread_id,
-            agent_id=self.agent_id, token=self.token, after_seq=after,
+            "bus_connect",
+            thread_name=thread_name,
+            thread_id=thread_id,
+            agent_id=self.agent_id,
+            token=self.token,
+            after_seq=after,
         )
         joined = result["thread"]["thread_id"]
         # Keep the cursor where it was: wait() returns what is unread, in order.
@@ -220,8 +233,12 @@ class AgentChatClient:
         self._waits += 1
         try:
             result = await self.call(
-                "msg_wait", thread_id=thread_id, after_seq=state["cursor"],
-                timeout_ms=timeout_ms, for_agent=for_agent, limit=limit,
+                "msg_wait",
+                thread_id=thread_id,
+                after_seq=state["cursor"],
+                timeout_ms=timeout_ms,
+                for_agent=for_agent,
+                limit=limit,
             )
         finally:
             self._waits -= 1
@@ -236,9 +253,13 @@ class AgentChatClient:
             await self.wait(thread_id, timeout_ms=0)
             state = self.threads[thread_id]
         result = await self.call(
-            "msg_post", thread_id=thread_id, content=content,
-            expected_last_seq=state["current_seq"], reply_token=state["reply_token"],
-            client_msg_id=fields.pop("client_msg_id", None) or uuid.uuid4().hex, **fields,
+            "msg_post",
+            thread_id=thread_id,
+            content=content,
+            expected_last_seq=state["current_seq"],
+            reply_token=state["reply_token"],
+            client_msg_id=fields.pop("client_msg_id", None) or uuid.uuid4().hex,
+            **fields,
         )
         self._remember(thread_id, result)
         return result["message"]

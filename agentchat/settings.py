@@ -41,9 +41,7 @@ def env_int(name: str, default: int) -> int:
 
 DEBUG = env_bool("DJANGO_DEBUG", True)
 # The default key is for development only; `check --deploy` flags it.
-SECRET_KEY = os.environ.get(
-    "DJANGO_SECRET_KEY", "django-insecure-agentchat-development-key-change-me-in-production"
-)
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "django-insecure-agentchat-development-key-change-me-in-production")
 ALLOWED_HOSTS = [
     host.strip()
     for host in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",")
@@ -197,9 +195,7 @@ if not DEBUG:
         SILENCED_SYSTEM_CHECKS = ["security.W021"]
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     CSRF_TRUSTED_ORIGINS = [
-        origin.strip()
-        for origin in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",")
-        if origin.strip()
+        origin.strip() for origin in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if origin.strip()
     ]
 
 AUTH_PASSWORD_VALIDATORS = [

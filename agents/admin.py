@@ -94,6 +94,8 @@ class AgentAdmin(admin.ModelAdmin):
             services.rotate_token(agent=agent)  # the new token is not shown to anyone
         self.message_user(
             request,
-            format_html("Revoked the token of {} agent(s); their open sockets stay bound until they close.", queryset.count()),
+            format_html(
+                "Revoked the token of {} agent(s); their open sockets stay bound until they close.", queryset.count()
+            ),
             messages.SUCCESS,
         )

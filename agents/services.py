@@ -9,8 +9,9 @@ at most two small UPDATEs per heartbeat interval however busy it is.
 
 import threading
 import time
+from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any, Iterable
+from typing import Any
 from uuid import UUID
 
 from django.conf import settings

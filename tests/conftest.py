@@ -4,9 +4,9 @@ import os
 from typing import Any
 
 import pytest
+from asgiref.sync import SyncToAsync
 from channels.testing import WebsocketCommunicator
 from django.core.management import call_command
-from asgiref.sync import SyncToAsync
 from django.db import connection, connections
 
 from agents import services as agent_services

@@ -21,14 +21,26 @@ def bus(make_agent):
     bob, bob_token = make_agent(ide="Cursor", model="Claude")
     thread, sync = services.create_thread(agent=alice, topic="release plan")
     message, sync = services.post_message(
-        agent=alice, thread_id=str(thread.pk), content="ship on friday",
-        expected_last_seq=0, reply_token=sync.reply_token,
+        agent=alice,
+        thread_id=str(thread.pk),
+        content="ship on friday",
+        expected_last_seq=0,
+        reply_token=sync.reply_token,
     )
     ThreadTemplate.objects.create(id="review", name="Code review", system_prompt="Review carefully.")
     return {
-        "alice": alice, "bob": bob, "thread": thread, "message": message,
-        "secrets": [alice_token, bob_token, sync.reply_token, alice.token_hash, bob.token_hash,
-                    *ReplyToken.objects.values_list("token_hash", flat=True)],
+        "alice": alice,
+        "bob": bob,
+        "thread": thread,
+        "message": message,
+        "secrets": [
+            alice_token,
+            bob_token,
+            sync.reply_token,
+            alice.token_hash,
+            bob.token_hash,
+            *ReplyToken.objects.values_list("token_hash", flat=True),
+        ],
     }
 
 
@@ -88,12 +100,17 @@ def test_changelists_do_not_query_per_row(admin_client, make_agent):
     def add_thread(n: int) -> None:
         agent, _ = make_agent(ide="Bulk", model=str(n))
         thread, sync = services.create_thread(agent=agent, topic=f"bulk {n}")
-        services.post_message(agent=agent, thread_id=str(thread.pk), content="x",
-                              expected_last_seq=0, reply_token=sync.reply_token)
+        services.post_message(
+            agent=agent, thread_id=str(thread.pk), content="x", expected_last_seq=0, reply_token=sync.reply_token
+        )
 
     add_thread(0)
-    urls = [reverse("admin:threads_thread_changelist"), reverse("admin:threads_message_changelist"),
-            reverse("admin:agents_agent_changelist"), reverse("admin:threads_replytoken_changelist")]
+    urls = [
+        reverse("admin:threads_thread_changelist"),
+        reverse("admin:threads_message_changelist"),
+        reverse("admin:agents_agent_changelist"),
+        reverse("admin:threads_replytoken_changelist"),
+    ]
     few = {url: queries_for(url) for url in urls}
     for n in range(1, 11):
         add_thread(n)
@@ -104,8 +121,12 @@ def test_changelists_do_not_query_per_row(admin_client, make_agent):
 def test_close_archive_and_reopen_actions(admin_client, bus):
     thread = bus["thread"]
     url = reverse("admin:threads_thread_changelist")
-    for action, status in [("close_threads", "closed"), ("reopen_threads", "discuss"),
-                           ("archive_threads", "archived"), ("reopen_threads", "discuss")]:
+    for action, status in [
+        ("close_threads", "closed"),
+        ("reopen_threads", "discuss"),
+        ("archive_threads", "archived"),
+        ("reopen_threads", "discuss"),
+    ]:
         response = admin_client.post(url, {"action": action, "_selected_action": [thread.pk]})
         assert response.status_code == 302
         thread.refresh_from_db()
@@ -138,9 +159,7 @@ def test_revoke_token_action_stops_the_old_token(admin_client, make_agent):
 
 def test_messages_are_read_only_in_the_admin(admin_client, bus):
     message = bus["message"]
-    response = admin_client.post(
-        reverse("admin:threads_message_change", args=[message.pk]), {"content": "rewritten"}
-    )
+    response = admin_client.post(reverse("admin:threads_message_change", args=[message.pk]), {"content": "rewritten"})
     assert response.status_code == 403
     assert Message.objects.get(pk=message.pk).content == "ship on friday"
     assert Thread.objects.get(pk=bus["thread"].pk).last_seq == 1
@@ -149,7 +168,9 @@ def test_messages_are_read_only_in_the_admin(admin_client, bus):
 def test_a_human_posts_into_a_thread_from_the_admin(admin_client, bus):
     thread = bus["thread"]
     url = reverse("admin:threads_thread_post", args=[thread.pk])
-    assert "Post as a human" in admin_client.get(reverse("admin:threads_thread_change", args=[thread.pk])).content.decode()
+    assert (
+        "Post as a human" in admin_client.get(reverse("admin:threads_thread_change", args=[thread.pk])).content.decode()
+    )
     assert admin_client.get(url).status_code == 200
 
     response = admin_client.post(url, {"content": "please stop and review", "priority": "urgent", "human_only": "on"})
@@ -175,11 +196,21 @@ def test_a_human_post_to_a_closed_thread_is_refused_and_stores_nothing(admin_cli
 def test_the_thread_form_cannot_change_status_past_the_rules(admin_client, bus):
     thread = bus["thread"]
     url = reverse("admin:threads_thread_change", args=[thread.pk])
-    response = admin_client.post(url, {
-        "topic": "release plan", "status": "closed", "summary": "", "system_prompt": "", "metadata": "{}",
-        "messages-TOTAL_FORMS": "1", "messages-INITIAL_FORMS": "1", "messages-MIN_NUM_FORMS": "0",
-        "messages-MAX_NUM_FORMS": "1000", "messages-0-id": str(bus["message"].pk),
-    })
+    response = admin_client.post(
+        url,
+        {
+            "topic": "release plan",
+            "status": "closed",
+            "summary": "",
+            "system_prompt": "",
+            "metadata": "{}",
+            "messages-TOTAL_FORMS": "1",
+            "messages-INITIAL_FORMS": "1",
+            "messages-MIN_NUM_FORMS": "0",
+            "messages-MAX_NUM_FORMS": "1000",
+            "messages-0-id": str(bus["message"].pk),
+        },
+    )
     assert response.status_code == 302
     thread.refresh_from_db()
     assert (thread.status, thread.closed_at) == ("discuss", None)

@@ -22,11 +22,18 @@ print(json.dumps({
 
 
 def run(code: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTCHAT_", "DJANGO_")) and k not in (
-        "DATABASE_URL", "REDIS_URL")}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AGENTCHAT_", "DJANGO_")) and k not in ("DATABASE_URL", "REDIS_URL")
+    }
     return subprocess.run(
-        [sys.executable, "-c", code], cwd=BASE_DIR, capture_output=True, text=True,
-        env={**clean, "DJANGO_SETTINGS_MODULE": "agentchat.settings", **env}, timeout=60,
+        [sys.executable, "-c", code],
+        cwd=BASE_DIR,
+        capture_output=True,
+        text=True,
+        env={**clean, "DJANGO_SETTINGS_MODULE": "agentchat.settings", **env},
+        timeout=60,
     )
 
 
@@ -41,20 +48,28 @@ def test_defaults_are_sqlite_in_memory_layer_and_the_spec_values():
     assert loaded["engine"] == "django.db.backends.sqlite3"
     assert loaded["layer"] == "channels.layers.InMemoryChannelLayer"
     assert loaded["agentchat"] == {
-        "HEARTBEAT_INTERVAL": 40, "AGENT_HEARTBEAT_TIMEOUT": 60, "MSG_WAIT_TIMEOUT_MS": 300000,
-        "SEQ_TOLERANCE": 0, "REPLY_TOKEN_LEASE_SECONDS": 3600, "RATE_LIMIT_PER_MINUTE": 30,
-        "MAX_MESSAGE_CHARS": 65536, "MAX_FRAME_BYTES": 262144, "CONTENT_FILTER_ENABLED": True,
+        "HEARTBEAT_INTERVAL": 40,
+        "AGENT_HEARTBEAT_TIMEOUT": 60,
+        "MSG_WAIT_TIMEOUT_MS": 300000,
+        "SEQ_TOLERANCE": 0,
+        "REPLY_TOKEN_LEASE_SECONDS": 3600,
+        "RATE_LIMIT_PER_MINUTE": 30,
+        "MAX_MESSAGE_CHARS": 65536,
+        "MAX_FRAME_BYTES": 262144,
+        "CONTENT_FILTER_ENABLED": True,
         "THREAD_IDLE_TIMEOUT_MINUTES": 0,
     }
 
 
 def test_environment_selects_postgres_redis_and_tunables():
-    loaded = settings_with({
-        "DATABASE_URL": "postgres://u@db.example:5432/chat",
-        "REDIS_URL": "redis://cache.example:6379/2",
-        "AGENTCHAT_HEARTBEAT_INTERVAL": "20",
-        "AGENTCHAT_CONTENT_FILTER_ENABLED": "false",
-    })
+    loaded = settings_with(
+        {
+            "DATABASE_URL": "postgres://u@db.example:5432/chat",
+            "REDIS_URL": "redis://cache.example:6379/2",
+            "AGENTCHAT_HEARTBEAT_INTERVAL": "20",
+            "AGENTCHAT_CONTENT_FILTER_ENABLED": "false",
+        }
+    )
     assert loaded["engine"] == "django.db.backends.postgresql"
     assert loaded["layer"] == "channels_redis.core.RedisChannelLayer"
     # No read timeout on the subscriber's blocking reads (redis-py 8 defaults to 5 s).
@@ -84,7 +99,10 @@ def test_check_deploy_is_clean_with_production_settings():
     result = run(
         "from django.core.management import execute_from_command_line; "
         "execute_from_command_line(['manage.py', 'check', '--deploy', '--fail-level', 'WARNING'])",
-        {"DJANGO_DEBUG": "false", "DJANGO_SECRET_KEY": "x" * 30 + "-production-secret-key-0123456789",
-         "DJANGO_ALLOWED_HOSTS": "chat.example.com"},
+        {
+            "DJANGO_DEBUG": "false",
+            "DJANGO_SECRET_KEY": "x" * 30 + "-production-secret-key-0123456789",
+            "DJANGO_ALLOWED_HOSTS": "chat.example.com",
+        },
     )
     assert result.returncode == 0, result.stderr

@@ -61,11 +61,7 @@ class ThreadAdmin(admin.ModelAdmin):
     actions = ["close_threads", "archive_threads", "reopen_threads"]
 
     def get_queryset(self, request):
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(participants=Count("messages__author", distinct=True))
-        )
+        return super().get_queryset(request).annotate(participants=Count("messages__author", distinct=True))
 
     def get_urls(self):
         post = self.admin_site.admin_view(self.post_view)
@@ -91,8 +87,13 @@ class ThreadAdmin(admin.ModelAdmin):
             else:
                 self.message_user(request, f"Posted message #{message.seq}.", messages.SUCCESS)
                 return redirect("admin:threads_thread_change", pk)
-        context = {**self.admin_site.each_context(request), "opts": self.opts, "thread": thread, "form": form,
-                   "title": f"Post to {thread}"}
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "thread": thread,
+            "form": form,
+            "title": f"Post to {thread}",
+        }
         return TemplateResponse(request, "admin/threads/thread/post_message.html", context)
 
     @admin.display(description="messages", ordering="last_seq")
@@ -123,9 +124,7 @@ class ThreadAdmin(admin.ModelAdmin):
 
     @admin.action(description="Reopen selected threads (into discuss)")
     def reopen_threads(self, request, queryset) -> None:
-        self._apply(
-            request, queryset, lambda t: services.set_thread_state(thread_id=t.pk, state="discuss"), "Reopened"
-        )
+        self._apply(request, queryset, lambda t: services.set_thread_state(thread_id=t.pk, state="discuss"), "Reopened")
 
 
 @admin.register(Message)

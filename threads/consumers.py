@@ -11,7 +11,8 @@ reply. Rules live in those modules, not here.
 import asyncio
 import json
 import logging
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 from uuid import UUID
 
 from channels.db import database_sync_to_async
@@ -121,9 +122,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
                 raise Unauthenticated("Bind this socket first with agent_register, agent_resume or bus_connect.")
             if self.agent is not None and name not in ("agent_register", "agent_resume", "agent_unregister"):
                 # Any op by a bound agent counts as a heartbeat; agent_heartbeat is always stored.
-                await db(agent_services.record_activity)(
-                    agent=self.agent, op=name, always=name == "agent_heartbeat"
-                )
+                await db(agent_services.record_activity)(agent=self.agent, op=name, always=name == "agent_heartbeat")
             result = await handler(self, args)
         except ProtocolError as error:
             await self.reply_error(request_id, error)

@@ -422,7 +422,8 @@ def post_message(
         return replayed, _replay_context(replayed, agent)
     if isinstance(outcome, _Refusal):
         raise SeqMismatch(
-            f"The thread moved on to seq {outcome.current_seq}; read the new messages, then msg_wait for a fresh token.",
+            f"The thread moved on to seq {outcome.current_seq}; "
+            "read the new messages, then msg_wait for a fresh token.",
             current_seq=outcome.current_seq,
             new_messages=outcome.new_messages,
         )
@@ -648,8 +649,10 @@ def _insert_tokens(rows: list[tuple[str, str, Any, int]], *, created_at: datetim
     fields = {f.name: f for f in ReplyToken._meta.concrete_fields}
     columns = ["token_hash", "thread", "agent", "issued_seq", "created_at", "expires_at"]
     prepare = [fields[name].get_db_prep_value for name in columns]
-    moments = [fields["created_at"].get_db_prep_value(created_at, connection),
-               fields["expires_at"].get_db_prep_value(expires_at, connection)]
+    moments = [
+        fields["created_at"].get_db_prep_value(created_at, connection),
+        fields["expires_at"].get_db_prep_value(expires_at, connection),
+    ]
     sql_columns = ", ".join(connection.ops.quote_name(fields[name].column) for name in columns)
     table = connection.ops.quote_name(ReplyToken._meta.db_table)
     with connection.cursor() as cursor:
@@ -683,9 +686,7 @@ def close_idle_threads(*, minutes: int, dry_run: bool = False, now: datetime | N
 def purge_reply_tokens(*, dry_run: bool = False, now: datetime | None = None) -> int:
     """Delete reply tokens that can never be used again: consumed, voided or expired."""
     now = now or timezone.now()
-    dead = ReplyToken.objects.filter(
-        Q(consumed_at__isnull=False) | Q(voided_at__isnull=False) | Q(expires_at__lte=now)
-    )
+    dead = ReplyToken.objects.filter(Q(consumed_at__isnull=False) | Q(voided_at__isnull=False) | Q(expires_at__lte=now))
     if dry_run:
         return dead.count()
     deleted, _ = dead.delete()

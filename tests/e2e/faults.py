@@ -15,9 +15,10 @@ import sys
 import tempfile
 import uuid
 from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import psycopg
 from django.db import connection
@@ -49,8 +50,19 @@ class RedisServer:
         assert self.process is None or self.process.poll() is not None
         self.process = subprocess.Popen(
             [
-                "redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "no", "--daemonize", "no", "--dir", self.dir,
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+                "--dir",
+                self.dir,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -185,9 +197,7 @@ async def guarded_wait(
 ) -> list[dict] | None:
     """client.wait with a bound; record what it returned. None when the wait failed."""
     try:
-        messages = await asyncio.wait_for(
-            client.wait(thread_id, timeout_ms=timeout_ms), timeout_ms / 1000 + WAIT_SLACK
-        )
+        messages = await asyncio.wait_for(client.wait(thread_id, timeout_ms=timeout_ms), timeout_ms / 1000 + WAIT_SLACK)
     except TimeoutError:
         ledger.unexpected.append(f"msg_wait of {client.agent_id} on {thread_id} hung past its timeout")
         return None
@@ -209,9 +219,7 @@ async def post_once(
     client: AgentChatClient, thread_id: str, ledger: Ledger, content: str, *, attempts: int = 15
 ) -> PostRecord:
     """Post one message (one client_msg_id), retrying SeqMismatch (after a wait) and lost replies."""
-    record = PostRecord(
-        agent_id=client.agent_id, thread_id=thread_id, client_msg_id=uuid.uuid4().hex, content=content
-    )
+    record = PostRecord(agent_id=client.agent_id, thread_id=thread_id, client_msg_id=uuid.uuid4().hex, content=content)
     ledger.posts.append(record)
     if "reply_token" not in client.threads.get(thread_id, {}):
         # client.post would wait for a token itself, out of the ledger's sight.
@@ -270,7 +278,12 @@ async def poster(
 
 
 async def listener(
-    client: AgentChatClient, thread_id: str, ledger: Ledger, *, stop: asyncio.Event, deadline: float,
+    client: AgentChatClient,
+    thread_id: str,
+    ledger: Ledger,
+    *,
+    stop: asyncio.Event,
+    deadline: float,
     timeout_ms: int = 4000,
 ) -> None:
     """Wait on a thread over and over, as a silent agent does, until told to stop."""
@@ -337,7 +350,10 @@ def check_storage(ledger: Ledger, thread_ids: list[str]) -> list[str]:
                 continue
             row = rows[0]
             if (str(row["id"]), row["seq"], row["thread_id"], row["content"]) != (
-                record.acked["msg_id"], record.acked["seq"], record.thread_id, record.content
+                record.acked["msg_id"],
+                record.acked["seq"],
+                record.thread_id,
+                record.content,
             ):
                 problems.append(f"post {record.client_msg_id} stored as {row}, acknowledged as {record.acked}")
         elif record.lost:

@@ -20,8 +20,10 @@ def server():
 
 
 async def test_two_agents_talk_through_the_client(server):
-    async with AgentChatClient(server, ide="CLI", model="Alice") as alice, \
-            AgentChatClient(server, ide="CLI", model="Bob") as bob:
+    async with (
+        AgentChatClient(server, ide="CLI", model="Alice") as alice,
+        AgentChatClient(server, ide="CLI", model="Bob") as bob,
+    ):
         thread_id = await alice.join("client demo")
         assert await bob.join("client demo") == thread_id
 

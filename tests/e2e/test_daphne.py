@@ -29,8 +29,13 @@ async def test_agents_register_create_post_and_wake_each_other(server):
         await asyncio.sleep(0.3)  # let the wait subscribe; a post before that is returned at once anyway
         posted = await alice.call(
             "msg_post",
-            {"thread_id": thread_id, "content": "hello bob", "expected_last_seq": 0,
-             "reply_token": created["reply_token"], "client_msg_id": "m1"},
+            {
+                "thread_id": thread_id,
+                "content": "hello bob",
+                "expected_last_seq": 0,
+                "reply_token": created["reply_token"],
+                "client_msg_id": "m1",
+            },
         )
         woken = await bob.reply(wait, timeout=15)
         assert woken["ok"], woken
@@ -41,14 +46,24 @@ async def test_agents_register_create_post_and_wake_each_other(server):
         # Bob answers with the token his wait gave him; Alice's chain token is then stale.
         await bob.call(
             "msg_post",
-            {"thread_id": thread_id, "content": "hi alice", "expected_last_seq": 1,
-             "reply_token": woken["result"]["reply_token"]},
+            {
+                "thread_id": thread_id,
+                "content": "hi alice",
+                "expected_last_seq": 1,
+                "reply_token": woken["result"]["reply_token"],
+            },
         )
-        stale = await alice.reply(await alice.send(
-            "msg_post",
-            {"thread_id": thread_id, "content": "again", "expected_last_seq": 1,
-             "reply_token": posted["reply_token"]},
-        ))
+        stale = await alice.reply(
+            await alice.send(
+                "msg_post",
+                {
+                    "thread_id": thread_id,
+                    "content": "again",
+                    "expected_last_seq": 1,
+                    "reply_token": posted["reply_token"],
+                },
+            )
+        )
         assert stale["error"]["code"] == "SeqMismatch"
         assert [m["content"] for m in stale["error"]["new_messages"]] == ["hi alice"]
     finally:

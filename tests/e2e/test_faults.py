@@ -27,9 +27,9 @@ from agents.models import Agent as AgentModel
 from tests.e2e.faults import (
     Client,
     Daphne,
-    chatter,
     Ledger,
     RedisServer,
+    chatter,
     check_reading,
     check_storage,
     database_conninfo,
@@ -250,9 +250,7 @@ def test_postgres_connections_terminated_mid_post(servers):
                 asyncio.create_task(listener(clients[5], t1, ledger, stop=stop, deadline=deadline)),
             ]
             posters = [
-                asyncio.create_task(
-                    poster(client, thread_id, ledger, posts=25, deadline=deadline, wait_ms=(100, 600))
-                )
+                asyncio.create_task(poster(client, thread_id, ledger, posts=25, deadline=deadline, wait_ms=(100, 600)))
                 for client, thread_id in zip(clients[:4], [t1, t1, t2, t2])
             ]
             async with await psycopg.AsyncConnection.connect(database_conninfo(), autocommit=True) as conn:
@@ -335,7 +333,9 @@ def mark_offline(agent_ids: list[str]) -> dict[str, str]:
     try:
         with override_settings(AGENTCHAT=fast):
             call_command("mark_offline_agents", stdout=io.StringIO())
-        return {str(pk): status for pk, status in AgentModel.objects.filter(pk__in=agent_ids).values_list("pk", "status")}
+        return {
+            str(pk): status for pk, status in AgentModel.objects.filter(pk__in=agent_ids).values_list("pk", "status")
+        }
     finally:
         connections.close_all()  # this runs on a worker thread; leave no connection behind
 

@@ -40,8 +40,12 @@ async def test_a_post_on_one_process_wakes_a_waiter_on_the_other(two_servers):
         await asyncio.sleep(0.5)
         await poster.call(
             "msg_post",
-            {"thread_id": thread_id, "content": "across", "expected_last_seq": 0,
-             "reply_token": created["reply_token"]},
+            {
+                "thread_id": thread_id,
+                "content": "across",
+                "expected_last_seq": 0,
+                "reply_token": created["reply_token"],
+            },
         )
         for request_id in waits:
             reply = await waiter.reply(request_id, timeout=15)
@@ -63,8 +67,12 @@ async def test_a_waiter_idle_longer_than_redis_socket_timeouts_still_wakes(two_s
         await asyncio.sleep(7)  # longer than redis-py 8's default socket timeout
         await poster.call(
             "msg_post",
-            {"thread_id": thread_id, "content": "still there?", "expected_last_seq": 0,
-             "reply_token": created["reply_token"]},
+            {
+                "thread_id": thread_id,
+                "content": "still there?",
+                "expected_last_seq": 0,
+                "reply_token": created["reply_token"],
+            },
         )
         reply = await waiter.reply(wait, timeout=10)
         assert [m["content"] for m in reply["result"]["messages"]] == ["still there?"]

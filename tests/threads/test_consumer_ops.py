@@ -10,8 +10,8 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.utils import timezone
 
-from agents.events import PRESENCE_GROUP
 from agents import services as agent_services
+from agents.events import PRESENCE_GROUP
 from agents.models import Agent
 from tests.conftest import registered
 from threads import services
@@ -242,7 +242,11 @@ async def test_agent_resume_of_unknown_agent_is_invalid_credentials(connect, age
 
 @pytest.mark.parametrize(
     "args, field",
-    [({"token": "t"}, "agent_id"), ({"agent_id": UNKNOWN_ID}, "token"), ({"agent_id": UNKNOWN_ID, "token": 1}, "token")],
+    [
+        ({"token": "t"}, "agent_id"),
+        ({"agent_id": UNKNOWN_ID}, "token"),
+        ({"agent_id": UNKNOWN_ID, "token": 1}, "token"),
+    ],
 )
 async def test_agent_resume_with_missing_or_mistyped_arg_is_bad_request(connect, args, field):
     client = await connect()
@@ -290,7 +294,11 @@ async def test_agent_update_changes_only_the_given_fields(connect):
 
 @pytest.mark.parametrize(
     "args, field",
-    [({"display_name": 1}, "display_name"), ({"description": []}, "description"), ({"capabilities": "x"}, "capabilities")],
+    [
+        ({"display_name": 1}, "display_name"),
+        ({"description": []}, "description"),
+        ({"capabilities": "x"}, "capabilities"),
+    ],
 )
 async def test_agent_update_with_mistyped_arg_is_bad_request(connect, args, field):
     client, _ = await registered(connect)
@@ -373,7 +381,11 @@ async def test_agent_set_typing_replies_ok_and_tells_observers(connect):
 
 @pytest.mark.parametrize(
     "args, field",
-    [({"is_typing": True}, "thread_id"), ({"thread_id": UNKNOWN_ID}, "is_typing"), ({"thread_id": UNKNOWN_ID, "is_typing": "yes"}, "is_typing")],
+    [
+        ({"is_typing": True}, "thread_id"),
+        ({"thread_id": UNKNOWN_ID}, "is_typing"),
+        ({"thread_id": UNKNOWN_ID, "is_typing": "yes"}, "is_typing"),
+    ],
 )
 async def test_agent_set_typing_with_missing_or_mistyped_arg_is_bad_request(connect, args, field):
     client, _ = await registered(connect)
@@ -590,7 +602,11 @@ async def test_thread_set_state_reopening_an_archived_thread_whose_topic_is_take
 
 @pytest.mark.parametrize(
     "args, field",
-    [({"state": "review"}, "thread_id"), ({"thread_id": UNKNOWN_ID}, "state"), ({"thread_id": UNKNOWN_ID, "state": 3}, "state")],
+    [
+        ({"state": "review"}, "thread_id"),
+        ({"thread_id": UNKNOWN_ID}, "state"),
+        ({"thread_id": UNKNOWN_ID, "state": 3}, "state"),
+    ],
 )
 async def test_thread_set_state_with_missing_or_mistyped_arg_is_bad_request(connect, args, field):
     client, _ = await registered(connect)
@@ -723,7 +739,9 @@ async def test_bus_connect_resuming_joins_by_id_without_returning_a_token(connec
     await admin.call("msg_post", post_args(thread_id, "first", 0, created["reply_token"]))
     _, me = await registered(connect, model="Claude")
     client = await connect()
-    result = await client.call("bus_connect", {"thread_id": thread_id, "agent_id": me["agent_id"], "token": me["token"]})
+    result = await client.call(
+        "bus_connect", {"thread_id": thread_id, "agent_id": me["agent_id"], "token": me["token"]}
+    )
     assert "token" not in result
     assert result["agent"]["agent_id"] == me["agent_id"]
     assert (result["created"], result["is_administrator"]) == (False, False)

@@ -48,7 +48,9 @@ async def thread_with_poster(connect, topic: str = "plan") -> tuple[Poster, str]
 
 async def wait(client, thread_id: str, after_seq: int, **args) -> str:
     """Start a msg_wait; returns its request id."""
-    return await client.send("msg_wait", {"thread_id": thread_id, "after_seq": after_seq, "timeout_ms": LONG_MS, **args})
+    return await client.send(
+        "msg_wait", {"thread_id": thread_id, "after_seq": after_seq, "timeout_ms": LONG_MS, **args}
+    )
 
 
 async def result_of(client, request_id: str, timeout: float = 10) -> dict:
@@ -331,7 +333,9 @@ async def test_an_agent_waiting_long_stays_online(connect, settings):
     for _ in range(5):
         await asyncio.sleep(1)
         assert online_in(await observer.call("agent_list"), me["agent_id"]) is True
-        assert me["agent_id"] in [a["agent_id"] for a in (await observer.call("agent_list", {"online_only": True}))["agents"]]
+        assert me["agent_id"] in [
+            a["agent_id"] for a in (await observer.call("agent_list", {"online_only": True}))["agents"]
+        ]
     result = await result_of(bob, request)
     assert result["messages"] == []
     agent = await stored_agent(me["agent_id"])

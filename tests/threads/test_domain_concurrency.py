@@ -62,7 +62,7 @@ def test_concurrent_posters_get_gap_free_seqs_and_every_acknowledged_post_is_sto
         def work():
             acknowledged = []
             context = services.finish_wait(agent=agent, thread_id=thread_id, read_seq=0)
-            for attempt in range(5000):
+            for _attempt in range(5000):
                 if len(acknowledged) == POSTS_EACH:
                     return acknowledged
                 try:
@@ -75,9 +75,7 @@ def test_concurrent_posters_get_gap_free_seqs_and_every_acknowledged_post_is_sto
                     )
                 except errors.SeqMismatch as exc:
                     # Read what was missed, then take a fresh token as msg_wait would.
-                    context = services.finish_wait(
-                        agent=agent, thread_id=thread_id, read_seq=exc.extra["current_seq"]
-                    )
+                    context = services.finish_wait(agent=agent, thread_id=thread_id, read_seq=exc.extra["current_seq"])
                 else:
                     acknowledged.append((message.pk, message.seq))
             raise AssertionError(f"{agent.name} could not post {POSTS_EACH} times")

@@ -932,9 +932,7 @@ def test_bus_connect_resumes_an_agent_into_an_existing_thread(make_agent, agent,
     services.post_human_message(thread=thread, content="hello", author_name="Ada")
     newcomer, token = make_agent(model="Gemini")
 
-    connection = services.bus_connect(
-        agent=None, thread_name="plan", agent_id=str(newcomer.pk), token=token
-    )
+    connection = services.bus_connect(agent=None, thread_name="plan", agent_id=str(newcomer.pk), token=token)
 
     assert connection.agent == newcomer
     assert connection.token is None

@@ -13,7 +13,7 @@ from django.utils import timezone
 from agents import services as agent_services
 from agents.models import Agent
 from tests.conftest import registered
-from threads.waiters import WaitHub, Waiter, get_hub
+from threads.waiters import Waiter, WaitHub, get_hub
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -27,8 +27,7 @@ async def test_two_hundred_waits_need_no_extra_threads_and_read_nothing_while_as
     threads_before = threading.active_count()
 
     requests = [
-        await waiter.send("msg_wait", {"thread_id": thread_id, "after_seq": 0, "timeout_ms": 20000})
-        for _ in range(200)
+        await waiter.send("msg_wait", {"thread_id": thread_id, "after_seq": 0, "timeout_ms": 20000}) for _ in range(200)
     ]
     hub = get_hub()
     for _ in range(200):  # until all 200 have read the database once and gone to sleep
@@ -51,8 +50,12 @@ async def test_two_hundred_waits_need_no_extra_threads_and_read_nothing_while_as
 
     await poster.call(
         "msg_post",
-        {"thread_id": thread_id, "content": "everyone up", "expected_last_seq": 0,
-         "reply_token": created["reply_token"]},
+        {
+            "thread_id": thread_id,
+            "content": "everyone up",
+            "expected_last_seq": 0,
+            "reply_token": created["reply_token"],
+        },
     )
     for request_id in requests:
         reply = await waiter.reply(request_id, timeout=20)
