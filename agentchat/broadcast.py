@@ -14,7 +14,7 @@ def group_send(group: str, message: dict[str, Any]) -> None:
 
     Callers run this after a commit (transaction.on_commit): what was stored
     stays stored, and a lost wake-up is caught by the waiters' periodic
-    re-check (threads/waiters.py). `message` must hold only JSON types, since
+    re-check (threads/waiting_room.py). `message` must hold only JSON types, since
     channels-redis sends it as msgpack.
     """
     layer = get_channel_layer()

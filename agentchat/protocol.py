@@ -1,5 +1,7 @@
 """Validation of request arguments (the `args` object of a frame)."""
 
+from __future__ import annotations
+
 from typing import Any
 
 from agentchat.errors import BadRequest
@@ -67,6 +69,13 @@ class Args:
     def limit(self, name: str, *, default: int, maximum: int) -> int:
         """A page size: at least 1; a value over the maximum is clamped, not refused."""
         return min(self.int(name, default=default, minimum=1), maximum)
+
+    def choice(self, name: str, choices: list[str], *, required: bool = False, default: str | None = None) -> Any:
+        """One of a few strings."""
+        value = self.str(name, required=required, default=default, max_length=max(map(len, choices)))
+        if value is not None and value not in choices:
+            raise BadRequest(f"{name} must be one of {', '.join(choices)}.", field=name)
+        return value
 
     def bool(self, name: str, *, required: bool = False, default: bool | None = None) -> Any:
         value = self._get(name, required)

@@ -123,7 +123,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Channel layer -----------------------------------------------------------
 
 # Each server process subscribes once per thread that has waiters (see
-# threads/waiters.py), so a channel only ever holds a few wake-ups at a time;
+# threads/waiting_room.py), so a channel only ever holds a few wake-ups at a time;
 # the capacity is generous anyway because a full channel drops messages.
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:

@@ -1,12 +1,9 @@
-from datetime import timedelta
-
 from django.contrib import admin, messages
 from django.db.models import Count
 from django.utils import timezone
-from django.utils.html import format_html
 
 from agents import services
-from agents.models import Agent, online_cutoff
+from agents.models import Agent
 
 
 class OnlineFilter(admin.SimpleListFilter):
@@ -81,21 +78,17 @@ class AgentAdmin(admin.ModelAdmin):
 
     @admin.action(description="Mark selected agents offline now")
     def mark_offline(self, request, queryset) -> None:
-        # Backdate the heartbeat past the timeout, then let the cron's own
-        # service flip and announce them, so both paths behave the same.
-        stale = online_cutoff() - timedelta(seconds=1)
-        queryset.update(last_heartbeat=stale)
-        marked = services.mark_offline_agents()
+        # The sweep's compare-and-set, limited to the selected agents: only those
+        # online now are marked (and announced); heartbeats are left as they were.
+        marked = services.mark_offline(agent_ids=queryset.values_list("pk", flat=True))
         self.message_user(request, f"Marked {len(marked)} agent(s) offline.", messages.SUCCESS)
 
-    @admin.action(description="Revoke token (the agent must register again)")
+    @admin.action(description="Rotate token (the agent must register again)")
     def rotate_token(self, request, queryset) -> None:
         for agent in queryset:
             services.rotate_token(agent=agent)  # the new token is not shown to anyone
         self.message_user(
             request,
-            format_html(
-                "Revoked the token of {} agent(s); their open sockets stay bound until they close.", queryset.count()
-            ),
+            f"Rotated the token of {queryset.count()} agent(s); the old token no longer works.",
             messages.SUCCESS,
         )

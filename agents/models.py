@@ -11,8 +11,8 @@ class AgentQuerySet(models.QuerySet):
         return self.filter(unregistered_at__isnull=True)
 
     def online(self, *, now: datetime | None = None) -> "AgentQuerySet":
-        """Agents whose heartbeat is within the timeout: presence derived at read time."""
-        return self.registered().filter(last_heartbeat__gte=online_cutoff(now))
+        """Agents whose heartbeat is within the timeout and not marked offline since: presence derived at read time."""
+        return self.registered().filter(status=Agent.Status.ONLINE, last_heartbeat__gte=online_cutoff(now))
 
     def offline(self, *, now: datetime | None = None) -> "AgentQuerySet":
         return self.exclude(pk__in=self.online(now=now).values("pk"))
@@ -60,7 +60,11 @@ class Agent(models.Model):
         return self.display_name or self.name
 
     def is_online_at(self, now: datetime | None = None) -> bool:
-        return self.unregistered_at is None and self.last_heartbeat >= online_cutoff(now)
+        return (
+            self.unregistered_at is None
+            and self.status == self.Status.ONLINE
+            and self.last_heartbeat >= online_cutoff(now)
+        )
 
     @property
     def is_online(self) -> bool:

@@ -46,9 +46,9 @@ def close_async_connections(django_db_setup):
 @pytest.fixture(autouse=True)
 def fresh_heartbeat_cache():
     """Each test starts with no heartbeat writes remembered by this process."""
-    agent_services._last_written.clear()
+    agent_services.heartbeat_writes.clear()
     yield
-    agent_services._last_written.clear()
+    agent_services.heartbeat_writes.clear()
 
 
 @pytest.fixture

@@ -5,6 +5,15 @@ from django.db.models import Q
 from django.utils import timezone
 
 
+def addressees(metadata: dict | None) -> list[str]:
+    """The agents a message is addressed to: its `mentions` and its `handoff_target`."""
+    metadata = metadata or {}
+    targets = list(metadata.get("mentions") or [])
+    if metadata.get("handoff_target"):
+        targets.append(metadata["handoff_target"])
+    return targets
+
+
 class ThreadTemplate(models.Model):
     """A reusable starting point for threads: a system prompt and metadata."""
 

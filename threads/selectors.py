@@ -12,7 +12,7 @@ from django.db.models import Q
 from django.utils.dateparse import parse_datetime
 
 from agentchat.errors import BadRequest, NotFound
-from threads.models import Message, Thread
+from threads.models import Message, Thread, addressees
 
 # Messages scanned per query when msg_wait filters by for_agent.
 _SCAN_BATCH = 500
@@ -36,18 +36,17 @@ def list_messages(*, thread: Thread, after_seq: int = 0, limit: int = 100) -> li
     return list(thread.messages.filter(seq__gt=after_seq).order_by("seq")[:limit])
 
 
+def read_messages(*, thread_id: str, after_seq: int = 0, limit: int = 100) -> tuple[list[Message], int]:
+    """msg_list: messages with seq > after_seq in seq order, and the thread's current seq."""
+    thread = get_thread(thread_id=thread_id)
+    return list_messages(thread=thread, after_seq=after_seq, limit=limit), thread.last_seq
+
+
 def newest_messages(*, thread: Thread, after_seq: int, limit: int) -> tuple[list[Message], bool]:
     """The newest `limit` messages with seq > after_seq, in seq order, and whether older ones were left out."""
     newest = list(thread.messages.filter(seq__gt=after_seq).order_by("-seq")[: limit + 1])
     truncated = len(newest) > limit
     return list(reversed(newest[:limit])), truncated
-
-
-def mentions(message: Message, agent_id: str) -> bool:
-    """Whether a message is addressed to an agent (for msg_wait's for_agent)."""
-    metadata = message.metadata or {}
-    listed = metadata.get("mentions") or []
-    return agent_id in listed or metadata.get("handoff_target") == agent_id
 
 
 @dataclass
@@ -83,7 +82,7 @@ def read_for_wait(*, thread_id: str, after_seq: int, limit: int, for_agent: str 
                 break
             for message in batch:
                 newest_scanned = message.seq
-                if mentions(message, for_agent):
+                if for_agent in addressees(message.metadata):
                     found.append(message)
                     if len(found) > limit:
                         break

@@ -253,7 +253,7 @@ def test_list_agents_leaves_out_unregistered_and_can_filter_online(make_agent):
 def clock(monkeypatch):
     """A monotonic clock the heartbeat coalescing reads, moved by hand."""
     now = SimpleNamespace(value=1000.0)
-    monkeypatch.setattr(services, "time", SimpleNamespace(monotonic=lambda: now.value))
+    monkeypatch.setattr(services.heartbeat_writes, "clock", lambda: now.value)
     return now
 
 
@@ -261,7 +261,7 @@ def test_record_activity_writes_once_then_coalesces_within_half_an_interval(
     make_agent, clock, django_assert_num_queries
 ):
     agent, _ = make_agent()
-    services._last_written.clear()  # as if registered in another process
+    services.heartbeat_writes.clear()  # as if registered in another process
     first = timezone.now() + timedelta(seconds=1)
 
     # Unknown to this process: one UPDATE tries "back from offline", one stores it.
@@ -280,7 +280,7 @@ def test_record_activity_writes_once_then_coalesces_within_half_an_interval(
 
 def test_record_activity_writes_again_after_half_an_interval(make_agent, clock, django_assert_num_queries):
     agent, _ = make_agent()
-    services._last_written.clear()
+    services.heartbeat_writes.clear()
     services.record_activity(agent=agent, op="msg_list")
     later = timezone.now() + timedelta(seconds=20)
     clock.value += 20
@@ -300,7 +300,7 @@ def test_registering_counts_as_the_first_write(make_agent, clock, django_assert_
 
 def test_record_activity_brings_a_marked_offline_agent_back_online(make_agent):
     agent, _ = make_agent()
-    services._last_written.clear()
+    services.heartbeat_writes.clear()
     Agent.objects.filter(pk=agent.pk).update(status=Agent.Status.OFFLINE)
 
     services.record_activity(agent=agent, op="agent_heartbeat")
@@ -347,7 +347,7 @@ def test_refresh_heartbeats_with_no_agents_touches_nothing(django_assert_num_que
 
 def test_refreshed_agents_skip_their_next_op_write(make_agent, clock, django_assert_num_queries):
     agent, _ = make_agent()
-    services._last_written.clear()
+    services.heartbeat_writes.clear()
     services.refresh_heartbeats(agent_ids=[agent.pk])
 
     with django_assert_num_queries(0):
@@ -361,8 +361,10 @@ def test_an_agent_marked_offline_that_acts_again_is_back_online_and_announced(
     Agent.objects.filter(pk=agent.pk).update(last_heartbeat=timezone.now() - timedelta(seconds=120))
     assert [row["id"] for row in services.mark_offline_agents()] == [agent.pk]
     announced = []
-    monkeypatch.setattr(services.events, "announce_presence", lambda a, online: announced.append((a.pk, online)))
-    services._last_written.clear()
+    monkeypatch.setattr(
+        "agents.services.presence.events.announce_presence", lambda a, online: announced.append((a.pk, online))
+    )
+    services.heartbeat_writes.clear()
 
     with django_capture_on_commit_callbacks(execute=True):
         assert services.record_activity(agent=agent, op="agent_heartbeat") is True

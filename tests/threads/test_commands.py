@@ -150,7 +150,7 @@ def token_kinds(agent):
     now = timezone.now()
     kinds = {}
     for kind in ("live", "consumed", "voided", "expired"):
-        sync = services.issue_reply_token(thread=thread, agent=agent, current_seq=0, now=now)
+        sync = services.issue_reply_token(thread_id=thread.pk, agent_id=agent.pk, read_seq=0, now=now)
         kinds[kind] = tokens.hash_token(sync.reply_token)
     ReplyToken.objects.filter(token_hash=kinds["consumed"]).update(consumed_at=now)
     ReplyToken.objects.filter(token_hash=kinds["voided"]).update(voided_at=now)

@@ -99,7 +99,7 @@ def age_heartbeat(agent_id: str, seconds: int) -> None:
     """Make the stored heartbeat old, as if the agent had been silent that long."""
     Agent.objects.filter(pk=agent_id).update(last_heartbeat=timezone.now() - timedelta(seconds=seconds))
     # ...so this process must not believe it stored one a moment ago.
-    agent_services._forget_writes([uuid.UUID(agent_id)])
+    agent_services.heartbeat_writes.forget([uuid.UUID(agent_id)])
 
 
 async def presence_event(channel: str, agent_id: str, kind: str = "agent.presence") -> dict:

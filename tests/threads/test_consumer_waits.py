@@ -13,7 +13,7 @@ from django.utils import timezone
 from agents.events import PRESENCE_GROUP
 from agents.models import Agent
 from tests.conftest import registered
-from threads.waiters import get_hub
+from threads.waiting_room import get_waiting_room
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -244,7 +244,7 @@ async def test_msg_wait_on_unknown_thread_is_not_found_and_leaves_no_waiter(conn
     bob, _ = await registered(connect)
     error = await bob.error("msg_wait", {"thread_id": thread_id, "after_seq": 0, "timeout_ms": LONG_MS})
     assert (error["code"], error["resource"]) == ("NotFound", "thread")
-    hub = get_hub()
+    hub = get_waiting_room()
     assert hub.waiters == {}
     assert hub._tasks == []
 
@@ -273,7 +273,7 @@ async def test_disconnect_during_a_wait_leaves_no_waiters_or_tasks(connect):
     bob, _ = await registered(connect)
     await wait(bob, thread_id, 0)
     assert await bob.nothing(0.2)
-    hub = get_hub()
+    hub = get_waiting_room()
     assert len(hub.waiters[thread_id]) == 1
     await bob.close()
     assert hub.waiters == {}
@@ -287,7 +287,7 @@ async def test_disconnect_of_one_waiter_leaves_the_others_waiting_and_a_later_po
     await wait(bob, thread_id, 0)
     request = await wait(carol, thread_id, 0)
     assert await carol.nothing(0.2)
-    hub = get_hub()
+    hub = get_waiting_room()
     assert len(hub.waiters[thread_id]) == 2
     await bob.close()
     assert len(hub.waiters[thread_id]) == 1

@@ -13,7 +13,7 @@ from django.utils import timezone
 from agents import services as agent_services
 from agents.models import Agent
 from tests.conftest import registered
-from threads.waiters import Waiter, WaitHub, get_hub
+from threads.waiting_room import Waiter, WaitingRoom, get_waiting_room
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,7 +29,7 @@ async def test_two_hundred_waits_need_no_extra_threads_and_read_nothing_while_as
     requests = [
         await waiter.send("msg_wait", {"thread_id": thread_id, "after_seq": 0, "timeout_ms": 20000}) for _ in range(200)
     ]
-    hub = get_hub()
+    hub = get_waiting_room()
     for _ in range(200):  # until all 200 have read the database once and gone to sleep
         if sum(map(len, hub.waiters.values())) == 200 and not hub._serving and not hub._batch:
             break
@@ -62,22 +62,25 @@ async def test_two_hundred_waits_need_no_extra_threads_and_read_nothing_while_as
         assert [m["content"] for m in reply["result"]["messages"]] == ["everyone up"]
 
 
-async def test_a_wait_far_from_the_next_tick_stores_its_heartbeat_at_once(settings, make_agent):
+async def test_a_wait_far_from_the_next_tick_stores_its_heartbeat_at_once(settings, make_agent, monkeypatch):
     """The tick comes once an interval; a wait that would lag longer stores its heartbeat on entry."""
     settings.AGENTCHAT = {**settings.AGENTCHAT, "HEARTBEAT_INTERVAL": 10, "AGENT_HEARTBEAT_TIMEOUT": 20}
     agent, _ = await database_sync_to_async(make_agent)()
-    hub = WaitHub()
+    hub = WaitingRoom()
     hub.next_tick = time.monotonic() + 8  # the next tick is 8 s away
 
-    agent_services._last_written[agent.pk] = time.monotonic() - 1  # stored 1 s ago: 9 s lag at most
+    clock = [1000.0]
+    monkeypatch.setattr(agent_services.heartbeat_writes, "clock", lambda: clock[0])
+    agent_services.heartbeat_writes.claim([agent.pk], force=True)
+    clock[0] += 1  # stored 1 s ago: 9 s lag at most
     await hub.cover_heartbeat(agent.pk)
-    assert agent_services.seconds_since_write(agent.pk) >= 1
+    assert agent_services.heartbeat_writes.seconds_since(agent.pk) == 1
 
     old = timezone.now() - timedelta(seconds=5)
     await database_sync_to_async(Agent.objects.filter(pk=agent.pk).update)(last_heartbeat=old)
-    agent_services._last_written[agent.pk] = time.monotonic() - 5  # 5 + 8 > 10: would lag too long
+    clock[0] += 4  # stored 5 s ago: 5 + 8 > 10, would lag too long
     await hub.cover_heartbeat(agent.pk)
-    assert agent_services.seconds_since_write(agent.pk) < 1
+    assert agent_services.heartbeat_writes.seconds_since(agent.pk) == 0
     stored = await database_sync_to_async(Agent.objects.get)(pk=agent.pk)
     assert stored.last_heartbeat > old + timedelta(seconds=4)
 

@@ -21,6 +21,9 @@ class Command(BaseCommand):
         if minutes == 0:
             self.stdout.write("Idle threads are not closed (THREAD_IDLE_TIMEOUT_MINUTES is 0).")
             return
-        count = services.close_idle_threads(minutes=minutes, dry_run=dry_run)
+        closed = services.close_idle_threads(minutes=minutes, dry_run=dry_run)
+        if options["verbosity"] >= 2:
+            for thread in closed:
+                self.stdout.write(f"  {thread.topic} ({thread.pk})")
         verb = "Would close" if dry_run else "Closed"
-        self.stdout.write(self.style.SUCCESS(f"{verb} {count} thread(s) idle for more than {minutes} minute(s)."))
+        self.stdout.write(self.style.SUCCESS(f"{verb} {len(closed)} thread(s) idle for more than {minutes} minute(s)."))

@@ -18,7 +18,7 @@ whatever the number of waiting agents. A wait that starts long before the next
 tick stores its agent's heartbeat once at the start (`cover_heartbeat`), so a
 waiting agent's stored heartbeat never lags by more than one interval.
 
-The hub starts its tasks with the first waiter and stops them with the last.
+The waiting room starts its tasks with the first waiter and stops them with the last.
 """
 
 import asyncio
@@ -68,7 +68,7 @@ class Waiter:
         return True
 
 
-class WaitHub:
+class WaitingRoom:
     def __init__(self) -> None:
         self.layer = get_channel_layer()
         self.channel_name: str | None = None
@@ -205,9 +205,8 @@ class WaitHub:
 
     async def cover_heartbeat(self, agent_id: UUID) -> None:
         """Store the agent's heartbeat now if it would otherwise lag by more than an interval before the next tick."""
-        interval = settings.AGENTCHAT["HEARTBEAT_INTERVAL"]
         until_tick = max(0.0, self.next_tick - time.monotonic())
-        if agent_services.seconds_since_write(agent_id) + until_tick > interval:
+        if agent_services.heartbeat_would_lag(agent_id, seconds_to_next_write=until_tick):
             await database_sync_to_async(agent_services.refresh_heartbeats)(agent_ids=[agent_id])
 
     async def _refresh_heartbeats(self) -> None:
@@ -232,35 +231,35 @@ async def wait_for_messages(
 
     Subscribe first, then read: a post committed after the read still wakes us.
     """
-    hub = get_hub()
+    room = get_waiting_room()
     request = services.WaitRequest(
         agent=agent, thread_id=thread_id, after_seq=after_seq, limit=limit, for_agent=for_agent, finish=False
     )
-    waiter = await hub.open(thread_id=thread_id, agent_id=agent.pk, after_seq=after_seq, for_agent=for_agent)
+    waiter = await room.open(thread_id=thread_id, agent_id=agent.pk, after_seq=after_seq, for_agent=for_agent)
     try:
-        await hub.cover_heartbeat(agent.pk)
+        await room.cover_heartbeat(agent.pk)
         deadline = time.monotonic() + timeout
-        result = await hub.serve(request)
+        result = await room.serve(request)
         while result.sync is None:
             waiter.seen_seq = max(waiter.seen_seq, result.read_seq)
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not await waiter.sleep(remaining):
                 break
-            result = await hub.serve(request)
+            result = await room.serve(request)
     finally:
-        await hub.close(waiter)
+        await room.close(waiter)
     if result.sync is None:  # timed out: end with whatever is there (usually nothing) and a fresh token
-        result = await hub.serve(replace(request, finish=True))
+        result = await room.serve(replace(request, finish=True))
     return result
 
 
-_hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, WaitHub]" = weakref.WeakKeyDictionary()
+_rooms: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, WaitingRoom]" = weakref.WeakKeyDictionary()
 
 
-def get_hub() -> WaitHub:
-    """The hub of the running event loop (one per server process in production)."""
+def get_waiting_room() -> WaitingRoom:
+    """The waiting room of the running event loop (one per server process in production)."""
     loop = asyncio.get_running_loop()
-    hub = _hubs.get(loop)
-    if hub is None:
-        hub = _hubs[loop] = WaitHub()
-    return hub
+    room = _rooms.get(loop)
+    if room is None:
+        room = _rooms[loop] = WaitingRoom()
+    return room

@@ -1,0 +1,323 @@
+"""
+The protocol's operations (docs/PROTOCOL.md), whatever the transport.
+
+Where a request becomes a domain call: `dispatch` finds the op, checks that
+the session may run it, counts it as a heartbeat, and runs its handler. Each
+handler checks the types and limits of its `args` (agentchat/protocol.py),
+makes one call into agents.services, threads.services or threads.selectors,
+and shapes the result. Rules live in those modules, not here; the WebSocket
+consumer (threads/consumers.py) only turns frames into `dispatch` calls.
+"""
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.db import InterfaceError, OperationalError
+
+from agentchat.errors import BadRequest, NotFound, ProtocolError, Unauthenticated
+from agentchat.protocol import Args
+from agents import services as agent_services
+from agents.models import Agent
+from agents.serializers import agent_to_dict
+from threads import selectors, services
+from threads.models import Message, Thread
+from threads.serializers import message_to_dict, messages_to_list, thread_to_dict
+from threads.waiting_room import wait_for_messages
+
+logger = logging.getLogger("agentchat.ops")
+
+PROTOCOL_VERSION = 1
+MAX_WAIT_MS = 3_600_000
+
+db = database_sync_to_async
+
+
+def max_length(model: type, field: str) -> int:
+    """The longest string a model field stores: the edge refuses longer ones before the database sees them."""
+    return model._meta.get_field(field).max_length
+
+
+@dataclass
+class Session:
+    """One agent's conversation with the bus: anonymous until an op binds it to an agent."""
+
+    agent: Agent | None = None
+
+
+Handler = Callable[[Session, Args], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Op:
+    name: str
+    handler: Handler
+    # Allowed on an anonymous session (PROTOCOL.md, Fine points).
+    anonymous: bool
+    # Ops that bind or unbind a session are not heartbeats of the agent bound before them.
+    heartbeat: bool
+
+
+OPS: dict[str, Op] = {}
+
+
+def op(name: str, *, anonymous: bool = False, heartbeat: bool = True) -> Callable[[Handler], Handler]:
+    def register(handler: Handler) -> Handler:
+        OPS[name] = Op(name=name, handler=handler, anonymous=anonymous, heartbeat=heartbeat)
+        return handler
+
+    return register
+
+
+async def dispatch(session: Session, name: str, raw_args: dict[str, Any]) -> dict[str, Any]:
+    """Run one request; every failure comes out as a ProtocolError (never a stack trace)."""
+    try:
+        operation = OPS.get(name)
+        if operation is None:
+            raise BadRequest(f"Unknown op {name!r}.", field="op")
+        if session.agent is None and not operation.anonymous:
+            raise Unauthenticated("Bind this session first with agent_register, agent_resume or bus_connect.")
+        if session.agent is not None and operation.heartbeat:
+            # Any op by a bound agent counts as a heartbeat; agent_heartbeat is always stored.
+            await db(agent_services.record_activity)(agent=session.agent, op=name, always=name == "agent_heartbeat")
+        return await operation.handler(session, Args(raw_args))
+    except ProtocolError:
+        raise
+    except (OperationalError, InterfaceError) as error:
+        # Connection lost or database restarting: nothing was committed, so a
+        # retry (msg_post with the same client_msg_id) is safe.
+        logger.warning("Op %s failed on the database: %s", name, error.__class__.__name__)
+        raise ProtocolError("The database is unavailable; retry the request.", retryable=True) from None
+    except Exception:
+        # A bug: log it (the op name only, never the args: they may hold tokens).
+        logger.exception("Op %s failed", name)
+        raise ProtocolError("Internal error; the request was not completed.") from None
+
+
+def canonical_uuid(value: str, *, resource: str) -> str:
+    try:
+        return str(UUID(value))
+    except ValueError:
+        raise NotFound(resource) from None
+
+
+# --- agents ---------------------------------------------------------------------
+
+
+@op("agent_register", anonymous=True, heartbeat=False)
+async def agent_register(session: Session, args: Args) -> dict[str, Any]:
+    agent, token = await db(agent_services.register_agent)(
+        ide=args.str("ide", required=True, max_length=max_length(Agent, "ide")),
+        model=args.str("model", required=True, max_length=max_length(Agent, "model")),
+        display_name=args.str("display_name", default="", max_length=max_length(Agent, "display_name")),
+        description=args.str("description", default=""),
+        capabilities=args.str_list("capabilities"),
+    )
+    session.agent = agent
+    return {"agent_id": str(agent.pk), "token": token, "name": agent.name, "agent": agent_to_dict(agent)}
+
+
+@op("agent_resume", anonymous=True, heartbeat=False)
+async def agent_resume(session: Session, args: Args) -> dict[str, Any]:
+    agent = await db(agent_services.resume_agent)(
+        agent_id=args.id("agent_id", required=True), token=args.str("token", required=True)
+    )
+    session.agent = agent
+    return {"agent": agent_to_dict(agent)}
+
+
+@op("agent_heartbeat")
+async def agent_heartbeat(session: Session, args: Args) -> dict[str, Any]:
+    return {"ok": True, "next_heartbeat_in": settings.AGENTCHAT["HEARTBEAT_INTERVAL"]}
+
+
+@op("agent_update")
+async def agent_update(session: Session, args: Args) -> dict[str, Any]:
+    agent = await db(agent_services.update_agent)(
+        agent=session.agent,
+        display_name=args.str("display_name", max_length=max_length(Agent, "display_name")),
+        description=args.str("description"),
+        capabilities=args.str_list("capabilities"),
+    )
+    return {"agent": agent_to_dict(agent)}
+
+
+@op("agent_unregister", heartbeat=False)
+async def agent_unregister(session: Session, args: Args) -> dict[str, Any]:
+    await db(agent_services.unregister_agent)(agent=session.agent)
+    session.agent = None
+    return {"ok": True}
+
+
+@op("agent_list")
+async def agent_list(session: Session, args: Args) -> dict[str, Any]:
+    agents = await db(agent_services.list_agents)(online_only=args.bool("online_only", default=False))
+    return {"agents": [agent_to_dict(agent) for agent in agents]}
+
+
+@op("agent_set_typing")
+async def agent_set_typing(session: Session, args: Args) -> dict[str, Any]:
+    thread_id = args.id("thread_id", required=True)
+    is_typing = args.bool("is_typing", required=True)
+    await db(selectors.get_thread)(thread_id=thread_id)
+    await db(agent_services.set_typing)(agent=session.agent, thread_id=thread_id, is_typing=is_typing)
+    return {"ok": True}
+
+
+# --- threads ----------------------------------------------------------------------
+
+
+@op("thread_create")
+async def thread_create(session: Session, args: Args) -> dict[str, Any]:
+    thread, sync = await db(services.create_thread)(
+        agent=session.agent,
+        topic=args.str("topic", required=True, max_length=max_length(Thread, "topic")),
+        system_prompt=args.text("system_prompt") or "",
+        template_id=args.id("template"),
+        metadata=args.object("metadata"),
+    )
+    return {"thread": thread_to_dict(thread), **sync.as_dict()}
+
+
+@op("thread_list")
+async def thread_list(session: Session, args: Args) -> dict[str, Any]:
+    threads, has_more = await db(selectors.list_threads)(
+        status=args.choice("status", Thread.Status.values),
+        limit=args.limit("limit", default=50, maximum=200),
+        before=args.str("before"),
+    )
+    return {
+        "threads": [thread_to_dict(thread) for thread in threads],
+        "next_cursor": selectors.encode_cursor(threads[-1]) if has_more else None,
+        "has_more": has_more,
+    }
+
+
+@op("thread_get")
+async def thread_get(session: Session, args: Args) -> dict[str, Any]:
+    thread = await db(selectors.get_thread)(thread_id=args.id("thread_id", required=True))
+    return {"thread": thread_to_dict(thread)}
+
+
+@op("thread_set_state")
+async def thread_set_state(session: Session, args: Args) -> dict[str, Any]:
+    thread = await db(services.set_thread_state)(
+        thread_id=args.id("thread_id", required=True),
+        state=args.str("state", required=True, max_length=max_length(Thread, "status")),
+    )
+    return {"thread": thread_to_dict(thread)}
+
+
+@op("thread_close")
+async def thread_close(session: Session, args: Args) -> dict[str, Any]:
+    thread = await db(services.close_thread)(
+        thread_id=args.id("thread_id", required=True), summary=args.text("summary")
+    )
+    return {"thread": thread_to_dict(thread)}
+
+
+@op("thread_archive")
+async def thread_archive(session: Session, args: Args) -> dict[str, Any]:
+    thread = await db(services.archive_thread)(thread_id=args.id("thread_id", required=True))
+    return {"thread": thread_to_dict(thread)}
+
+
+@op("bus_get_config", anonymous=True)
+async def bus_get_config(session: Session, args: Args) -> dict[str, Any]:
+    conf = settings.AGENTCHAT
+    return {
+        "version": PROTOCOL_VERSION,
+        "heartbeat_interval": conf["HEARTBEAT_INTERVAL"],
+        "heartbeat_timeout": conf["AGENT_HEARTBEAT_TIMEOUT"],
+        "msg_wait_timeout_ms": conf["MSG_WAIT_TIMEOUT_MS"],
+        "seq_tolerance": conf["SEQ_TOLERANCE"],
+        "rate_limit_per_minute": conf["RATE_LIMIT_PER_MINUTE"],
+        "max_message_chars": conf["MAX_MESSAGE_CHARS"],
+    }
+
+
+@op("bus_connect", anonymous=True, heartbeat=False)
+async def bus_connect(session: Session, args: Args) -> dict[str, Any]:
+    joined = await db(services.bus_connect)(
+        agent=session.agent,
+        thread_id=args.id("thread_id"),
+        thread_name=args.str("thread_name", max_length=max_length(Thread, "topic")),
+        ide=args.str("ide", max_length=max_length(Agent, "ide")),
+        model=args.str("model", max_length=max_length(Agent, "model")),
+        agent_id=args.id("agent_id"),
+        token=args.str("token"),
+        after_seq=args.int("after_seq", default=0, minimum=0),
+    )
+    session.agent = joined.agent
+    result = {
+        "agent": agent_to_dict(joined.agent),
+        "thread": thread_to_dict(joined.thread),
+        "created": joined.created,
+        "is_administrator": joined.is_administrator,
+        "system_prompt": joined.system_prompt,
+        "messages": messages_to_list(joined.messages),
+        "truncated": joined.truncated,
+        **joined.sync.as_dict(),
+    }
+    if joined.token is not None:
+        result["token"] = joined.token
+    return result
+
+
+# --- messages ---------------------------------------------------------------------
+
+
+@op("msg_post")
+async def msg_post(session: Session, args: Args) -> dict[str, Any]:
+    message, sync = await db(services.post_message)(
+        agent=session.agent,
+        thread_id=args.id("thread_id", required=True),
+        content=args.text("content", required=True),
+        expected_last_seq=args.int("expected_last_seq", minimum=0),
+        reply_token=args.str("reply_token"),
+        role=args.str("role", default=Message.Role.ASSISTANT, max_length=max_length(Message, "role")),
+        priority=args.str("priority", default=Message.Priority.NORMAL, max_length=max_length(Message, "priority")),
+        reply_to_msg_id=args.id("reply_to_msg_id"),
+        metadata=args.object("metadata"),
+        client_msg_id=args.str("client_msg_id", max_length=max_length(Message, "client_msg_id")),
+    )
+    return {"message": message_to_dict(message), **sync.as_dict()}
+
+
+@op("msg_list")
+async def msg_list(session: Session, args: Args) -> dict[str, Any]:
+    messages, current_seq = await db(selectors.read_messages)(
+        thread_id=args.id("thread_id", required=True),
+        after_seq=args.int("after_seq", default=0, minimum=0),
+        limit=args.limit("limit", default=100, maximum=1000),
+    )
+    return {"messages": messages_to_list(messages), "current_seq": current_seq}
+
+
+@op("msg_get")
+async def msg_get(session: Session, args: Args) -> dict[str, Any]:
+    message = await db(selectors.get_message)(msg_id=args.id("msg_id", required=True))
+    # Reactions arrive with msg_react; until then a message has none.
+    return {"message": message_to_dict(message), "reactions": []}
+
+
+@op("msg_wait")
+async def msg_wait(session: Session, args: Args) -> dict[str, Any]:
+    # The canonical form names the thread's group and keys the waiting room.
+    thread_id = canonical_uuid(args.id("thread_id", required=True), resource="thread")
+    result = await wait_for_messages(
+        agent=session.agent,
+        thread_id=thread_id,
+        after_seq=args.int("after_seq", required=True, minimum=0),
+        timeout=args.int(
+            "timeout_ms", default=settings.AGENTCHAT["MSG_WAIT_TIMEOUT_MS"], minimum=0, maximum=MAX_WAIT_MS
+        )
+        / 1000,
+        for_agent=args.id("for_agent"),
+        limit=args.limit("limit", default=100, maximum=1000),
+    )
+    return {"messages": messages_to_list(result.messages), "has_more": result.has_more, **result.sync.as_dict()}

@@ -1,0 +1,48 @@
+"""
+The agents' domain, split by job:
+
+- `registration`: register, authenticate, resume, update, unregister, rotate a token, list;
+- `presence`: where heartbeats are written (coalesced), typing, and marking agents offline.
+
+Callers import the functions from here.
+"""
+
+from agents.services.presence import (
+    heartbeat_would_lag,
+    heartbeat_writes,
+    mark_offline,
+    mark_offline_agents,
+    record_activity,
+    refresh_heartbeats,
+    set_typing,
+    store_heartbeats,
+)
+from agents.services.registration import (
+    authenticate,
+    get_agent,
+    list_agents,
+    register_agent,
+    resume_agent,
+    rotate_token,
+    unregister_agent,
+    update_agent,
+)
+
+__all__ = [
+    "authenticate",
+    "get_agent",
+    "heartbeat_would_lag",
+    "heartbeat_writes",
+    "list_agents",
+    "mark_offline",
+    "mark_offline_agents",
+    "record_activity",
+    "refresh_heartbeats",
+    "register_agent",
+    "resume_agent",
+    "rotate_token",
+    "set_typing",
+    "store_heartbeats",
+    "unregister_agent",
+    "update_agent",
+]

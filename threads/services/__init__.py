@@ -1,0 +1,50 @@
+"""
+The threads' domain, split by job:
+
+- `reply_tokens`: issuing, redeeming, voiding and purging reply tokens (the lease and voiding rules);
+- `lifecycle`: creating threads, state changes, closing (also idle ones, for cron) and archiving;
+- `joining`: bus_connect and joining a thread;
+- `posting`: where a message gets its seq (agents' posts under the sync rules, humans' posts);
+- `waits`: msg_wait's batched reads and the tokens that end waits.
+
+Callers import the functions from here.
+"""
+
+from threads.services.joining import BUS_GUIDANCE, Joined, bus_connect, join_thread
+from threads.services.lifecycle import (
+    archive_thread,
+    close_idle_threads,
+    close_thread,
+    close_threads,
+    create_thread,
+    idle_threads,
+    set_thread_state,
+)
+from threads.services.posting import STOP_REASONS, post_human_message, post_message
+from threads.services.reply_tokens import SyncContext, issue_reply_token, issue_reply_tokens, purge_reply_tokens
+from threads.services.waits import WaitRequest, WaitResult, finish_wait, serve_waits
+
+__all__ = [
+    "BUS_GUIDANCE",
+    "STOP_REASONS",
+    "Joined",
+    "SyncContext",
+    "WaitRequest",
+    "WaitResult",
+    "archive_thread",
+    "bus_connect",
+    "close_idle_threads",
+    "close_thread",
+    "close_threads",
+    "create_thread",
+    "finish_wait",
+    "idle_threads",
+    "issue_reply_token",
+    "issue_reply_tokens",
+    "join_thread",
+    "post_human_message",
+    "post_message",
+    "purge_reply_tokens",
+    "serve_waits",
+    "set_thread_state",
+]

@@ -1,0 +1,158 @@
+"""Threads: creation, state changes, closing and archiving (by agents, the admin and cron alike)."""
+
+from datetime import datetime, timedelta
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from agentchat.errors import BadRequest, Conflict, InvalidTransition, NotFound
+from agents.models import Agent
+from threads.models import Thread, ThreadTemplate
+from threads.services.reply_tokens import SyncContext, issue_reply_token
+
+
+def clean_topic(topic: str) -> str:
+    """A topic as stored: stripped, never empty (its length is capped at the edge)."""
+    topic = topic.strip()
+    if not topic:
+        raise BadRequest("topic must not be empty.", field="topic")
+    return topic
+
+
+def lock_thread(thread_id: str) -> Thread:
+    """The thread's row, locked until the transaction ends (NotFound for an unknown or malformed id)."""
+    try:
+        return Thread.objects.select_for_update().get(pk=thread_id)
+    except (Thread.DoesNotExist, ValidationError, ValueError):
+        raise NotFound("thread") from None
+
+
+def insert_thread(
+    *,
+    topic: str,
+    creator: Agent | None,
+    system_prompt: str = "",
+    template: ThreadTemplate | None = None,
+    metadata: dict | None = None,
+) -> Thread:
+    """Insert a thread, or raise IntegrityError when an open thread has the topic."""
+    metadata = metadata or {}
+    if template is not None:
+        system_prompt = system_prompt or template.system_prompt
+        metadata = {**template.default_metadata, **metadata}
+    now = timezone.now()
+    with transaction.atomic():  # a savepoint: the caller's transaction survives the IntegrityError
+        return Thread.objects.create(
+            topic=topic,
+            creator=creator,
+            system_prompt=system_prompt,
+            template=template,
+            metadata=metadata,
+            created_at=now,
+            updated_at=now,
+        )
+
+
+@transaction.atomic
+def create_thread(
+    *,
+    agent: Agent,
+    topic: str,
+    system_prompt: str = "",
+    template_id: str | None = None,
+    metadata: dict | None = None,
+) -> tuple[Thread, SyncContext]:
+    """Create a thread with `agent` as its administrator."""
+    topic = clean_topic(topic)
+    template = None
+    if template_id is not None:
+        template = ThreadTemplate.objects.filter(pk=template_id).first()
+        if template is None:
+            raise NotFound("template")
+    try:
+        thread = insert_thread(
+            topic=topic, creator=agent, system_prompt=system_prompt, template=template, metadata=metadata
+        )
+    except IntegrityError:
+        raise Conflict(f"A thread with topic {topic!r} already exists.") from None
+    return thread, issue_reply_token(thread_id=thread.pk, agent_id=agent.pk, read_seq=0)
+
+
+@transaction.atomic
+def set_thread_state(*, thread_id: str, state: str) -> Thread:
+    """Move a thread among the open states, reopening it if it was closed or archived."""
+    if state in (Thread.Status.CLOSED, Thread.Status.ARCHIVED):
+        raise InvalidTransition(f"Use thread_{'close' if state == 'closed' else 'archive'} to reach {state!r}.")
+    if state not in Thread.OPEN_STATES:
+        raise BadRequest(f"state must be one of {', '.join(Thread.OPEN_STATES)}.", field="state")
+    thread = lock_thread(thread_id)
+    thread.status = state
+    thread.closed_at = None
+    thread.updated_at = timezone.now()
+    try:
+        with transaction.atomic():
+            thread.save(update_fields=["status", "closed_at", "updated_at"])
+    except IntegrityError:
+        raise Conflict(f"Another open thread already uses the topic {thread.topic!r}.") from None
+    return thread
+
+
+def close_threads(threads: QuerySet, *, now: datetime) -> int:
+    """Close the open threads among `threads` in one conditional UPDATE; return how many.
+
+    The one rule for closing: closed and archived threads are left as they
+    are, so closing twice (or from two places at once) is harmless.
+    """
+    return threads.filter(status__in=Thread.OPEN_STATES).update(
+        status=Thread.Status.CLOSED, closed_at=now, updated_at=now
+    )
+
+
+@transaction.atomic
+def close_thread(*, thread_id: str, summary: str | None = None, now: datetime | None = None) -> Thread:
+    """Close a thread, optionally with a summary (harmless when it is already closed)."""
+    thread = lock_thread(thread_id)
+    if thread.status == Thread.Status.ARCHIVED:
+        return thread
+    close_threads(Thread.objects.filter(pk=thread.pk), now=now or timezone.now())
+    if summary is not None:
+        Thread.objects.filter(pk=thread.pk).update(summary=summary)
+    thread.refresh_from_db()
+    return thread
+
+
+def idle_threads(*, minutes: int, now: datetime | None = None) -> QuerySet:
+    """Open threads without activity for `minutes`."""
+    cutoff = (now or timezone.now()) - timedelta(minutes=minutes)
+    return Thread.objects.filter(status__in=Thread.OPEN_STATES, updated_at__lt=cutoff)
+
+
+def close_idle_threads(*, minutes: int, dry_run: bool = False, now: datetime | None = None) -> list[Thread]:
+    """Close open threads idle for `minutes`; return them (with dry_run, those that would be closed)."""
+    now = now or timezone.now()
+    stale = list(idle_threads(minutes=minutes, now=now).order_by("updated_at"))
+    if dry_run or not stale:
+        return stale
+    ids = [thread.pk for thread in stale]
+    # The idle condition is checked again by the UPDATE: a post landing meanwhile keeps its thread open.
+    closed = close_threads(idle_threads(minutes=minutes, now=now).filter(pk__in=ids), now=now)
+    if closed != len(stale):
+        stale = list(
+            Thread.objects.filter(pk__in=ids, status=Thread.Status.CLOSED, closed_at=now).order_by("updated_at")
+        )
+    return stale
+
+
+@transaction.atomic
+def archive_thread(*, thread_id: str) -> Thread:
+    """Archive a thread (harmless when it is already archived); its topic becomes free."""
+    thread = lock_thread(thread_id)
+    if thread.status != Thread.Status.ARCHIVED:
+        now = timezone.now()
+        thread.status = Thread.Status.ARCHIVED
+        thread.closed_at = thread.closed_at or now
+        thread.updated_at = now
+        thread.save(update_fields=["status", "closed_at", "updated_at"])
+    return thread

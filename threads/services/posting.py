@@ -1,0 +1,275 @@
+"""
+Posting: where a message gets its seq.
+
+Every message enters a thread through `append_message`, under the thread's
+row lock: agents' posts (`post_message`, after the sync rules) and humans'
+posts from the admin (`post_human_message`) alike.
+"""
+
+import math
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from agentchat.errors import (
+    BadRequest,
+    ContentBlocked,
+    MissingSyncFields,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    SeqMismatch,
+    ThreadClosed,
+)
+from agents.models import Agent
+from threads import events, selectors
+from threads.content_filter import find_secret
+from threads.models import Message, Thread, addressees
+from threads.serializers import messages_to_list
+from threads.services.lifecycle import lock_thread
+from threads.services.reply_tokens import (
+    SyncContext,
+    consume_reply_token,
+    issue_reply_token,
+    redeem_reply_token,
+    void_reply_tokens,
+)
+
+STOP_REASONS = {"convergence", "timeout", "error", "complete", "impasse"}
+# A SeqMismatch carries at most this many of the messages the agent missed.
+NEW_MESSAGES_ON_MISMATCH = 100
+
+
+def clean_content(content: str) -> str:
+    """Content as every message needs it: not blank, at most MAX_MESSAGE_CHARS characters."""
+    limit = settings.AGENTCHAT["MAX_MESSAGE_CHARS"]
+    if not content.strip():
+        raise BadRequest("content must not be empty.", field="content")
+    if len(content) > limit:
+        raise PayloadTooLarge(f"content is longer than {limit} characters.", field="content", limit=limit)
+    return content
+
+
+def clean_metadata(metadata: dict[str, Any] | None, *, from_human: bool) -> dict[str, Any]:
+    """Check the keys of message metadata that the bus gives a meaning to."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise BadRequest("metadata must be an object.", field="metadata")
+    if "mentions" in metadata:
+        mentions = metadata["mentions"]
+        if not isinstance(mentions, list) or not all(isinstance(m, str) for m in mentions):
+            raise BadRequest("metadata.mentions must be a list of agent ids.", field="metadata.mentions")
+    if "handoff_target" in metadata and not isinstance(metadata["handoff_target"], str):
+        raise BadRequest("metadata.handoff_target must be an agent id.", field="metadata.handoff_target")
+    if "stop_reason" in metadata and metadata["stop_reason"] not in STOP_REASONS:
+        raise BadRequest(
+            f"metadata.stop_reason must be one of {', '.join(sorted(STOP_REASONS))}.", field="metadata.stop_reason"
+        )
+    if "visibility" in metadata:
+        if not from_human:
+            raise BadRequest("Only humans may set metadata.visibility.", field="metadata.visibility")
+        if metadata["visibility"] != "human_only":
+            raise BadRequest("metadata.visibility must be 'human_only'.", field="metadata.visibility")
+    return metadata
+
+
+def check_choice(value: str, choices: type, field_name: str) -> None:
+    if value not in choices.values:
+        raise BadRequest(f"{field_name} must be one of {', '.join(choices.values)}.", field=field_name)
+
+
+def _check_rate_limit(agent: Agent, now: datetime) -> None:
+    limit = settings.AGENTCHAT["RATE_LIMIT_PER_MINUTE"]
+    if not limit:
+        return
+    window_start = now - timedelta(seconds=60)
+    recent = list(
+        Message.objects.filter(author=agent, created_at__gt=window_start)
+        .order_by("-created_at")
+        .values_list("created_at", flat=True)[:limit]
+    )
+    if len(recent) >= limit:
+        retry_after = max(1, math.ceil((recent[-1] - window_start).total_seconds()))
+        raise RateLimited(f"More than {limit} posts in a minute.", retry_after=retry_after)
+
+
+def append_message(
+    *,
+    thread: Thread,
+    now: datetime,
+    author: Agent | None,
+    author_name: str,
+    role: str,
+    content: str,
+    priority: str,
+    metadata: dict[str, Any],
+    reply_to_msg_id: str | None = None,
+    client_msg_id: str | None = None,
+) -> Message:
+    """Append a message to a thread whose row the caller holds locked.
+
+    In order: refuse a closed thread, apply an agent author's rate limit and
+    the content filter, check the message replied to, then give the message
+    the next seq, store it, and wake the thread's waiters after commit.
+    """
+    if not thread.is_open:
+        raise ThreadClosed(f"The thread is {thread.status}.")
+    if author is not None:
+        _check_rate_limit(author, now)
+    if settings.AGENTCHAT["CONTENT_FILTER_ENABLED"]:
+        pattern = find_secret(content)
+        if pattern is not None:
+            raise ContentBlocked(f"The content looks like it holds a secret ({pattern}).", pattern=pattern)
+    reply_to = None
+    if reply_to_msg_id is not None:
+        reply_to = selectors.get_message(msg_id=reply_to_msg_id)
+        if reply_to.thread_id != thread.pk:
+            raise NotFound("message", "reply_to_msg_id is not a message of this thread.")
+
+    thread.last_seq += 1
+    thread.updated_at = now
+    thread.save(update_fields=["last_seq", "updated_at"])
+    message = Message.objects.create(
+        thread=thread,
+        seq=thread.last_seq,
+        created_at=now,
+        author=author,
+        author_name=author_name,
+        role=role,
+        content=content,
+        priority=priority,
+        reply_to=reply_to,
+        metadata=metadata,
+        client_msg_id=client_msg_id,
+    )
+    thread_pk, seq, targets = thread.pk, message.seq, addressees(message.metadata)
+    transaction.on_commit(lambda: events.broadcast_message(thread_id=thread_pk, seq=seq, targets=targets))
+    return message
+
+
+def _replayed(agent: Agent, client_msg_id: str | None) -> Message | None:
+    if client_msg_id is None:
+        return None
+    return Message.objects.filter(author=agent, client_msg_id=client_msg_id).first()
+
+
+def _replay_context(message: Message, agent: Agent) -> SyncContext:
+    """The sync context of a replayed post: read up to the post itself, not beyond.
+
+    The agent has read nothing after its own message (its reply was lost); a
+    context at the thread's newest seq would let it post, and move a client's
+    cursor, past messages others posted meanwhile. With this one, a post that
+    is behind gets SeqMismatch and the agent reads them first.
+    """
+    return issue_reply_token(thread_id=message.thread_id, agent_id=agent.pk, read_seq=message.seq)
+
+
+def post_message(
+    *,
+    agent: Agent,
+    thread_id: str,
+    content: str,
+    expected_last_seq: int | None,
+    reply_token: str | None,
+    role: str = Message.Role.ASSISTANT,
+    priority: str = Message.Priority.NORMAL,
+    reply_to_msg_id: str | None = None,
+    metadata: dict | None = None,
+    client_msg_id: str | None = None,
+    now: datetime | None = None,
+) -> tuple[Message, SyncContext]:
+    """Post under the sync rules (PROTOCOL.md, "msg_post and the sync rules")."""
+    replayed = _replayed(agent, client_msg_id)
+    if replayed is not None:
+        return replayed, _replay_context(replayed, agent)
+    if expected_last_seq is None or reply_token is None:
+        raise MissingSyncFields("msg_post needs expected_last_seq and reply_token; get them from msg_wait.")
+    content = clean_content(content)
+    check_choice(role, Message.Role, "role")
+    check_choice(priority, Message.Priority, "priority")
+    metadata = clean_metadata(metadata, from_human=False)
+    try:
+        outcome = _post_locked(
+            agent=agent,
+            thread_id=thread_id,
+            content=content,
+            expected_last_seq=expected_last_seq,
+            reply_token=reply_token,
+            role=role,
+            priority=priority,
+            reply_to_msg_id=reply_to_msg_id,
+            metadata=metadata,
+            client_msg_id=client_msg_id,
+            now=now or timezone.now(),
+        )
+    except IntegrityError:
+        # The same client_msg_id committed by a concurrent retry in another thread.
+        replayed = _replayed(agent, client_msg_id)
+        if replayed is None:
+            raise
+        return replayed, _replay_context(replayed, agent)
+    if isinstance(outcome, SeqMismatch):
+        raise outcome  # raised after the transaction committed the voiding of the agent's tokens
+    return outcome
+
+
+@transaction.atomic
+def _post_locked(
+    *, agent: Agent, thread_id: str, expected_last_seq: int, reply_token: str, now: datetime, **fields: Any
+) -> tuple[Message, SyncContext] | SeqMismatch:
+    # The row lock serializes posts to one thread: seq allocation, the token
+    # and the insert below all see one consistent state.
+    thread = lock_thread(thread_id)
+    replayed = _replayed(agent, fields["client_msg_id"])  # a retry that won the lock first
+    if replayed is not None:
+        return replayed, _replay_context(replayed, agent)
+
+    token = redeem_reply_token(token=reply_token, thread_id=thread.pk, agent_id=agent.pk, now=now)
+    if expected_last_seq > thread.last_seq:
+        raise BadRequest(
+            f"expected_last_seq {expected_last_seq} is ahead of the thread (seq {thread.last_seq}).",
+            field="expected_last_seq",
+        )
+    if thread.last_seq - expected_last_seq > settings.AGENTCHAT["SEQ_TOLERANCE"]:
+        # Behind: void the agent's tokens (committed), then refuse with what it missed.
+        void_reply_tokens(thread_id=thread.pk, agent_ids=[agent.pk], now=now)
+        missed = selectors.list_messages(thread=thread, after_seq=expected_last_seq, limit=NEW_MESSAGES_ON_MISMATCH)
+        return SeqMismatch(
+            f"The thread moved on to seq {thread.last_seq}; read the new messages, then msg_wait for a fresh token.",
+            current_seq=thread.last_seq,
+            new_messages=messages_to_list(missed),
+        )
+
+    message = append_message(thread=thread, now=now, author=agent, author_name=agent.name, **fields)
+    consume_reply_token(token, now=now)
+    return message, issue_reply_token(thread_id=thread.pk, agent_id=agent.pk, read_seq=message.seq, now=now)
+
+
+@transaction.atomic
+def post_human_message(
+    *,
+    thread: Thread,
+    content: str,
+    author_name: str,
+    human_only: bool = False,
+    priority: str = Message.Priority.NORMAL,
+    reply_to_msg_id: str | None = None,
+) -> Message:
+    """Post as a human (role `user`), e.g. from the admin. No sync rules apply; every other rule does."""
+    content = clean_content(content)
+    check_choice(priority, Message.Priority, "priority")
+    return append_message(
+        thread=lock_thread(thread.pk),
+        now=timezone.now(),
+        author=None,
+        author_name=author_name,
+        role=Message.Role.USER,
+        content=content,
+        priority=priority,
+        metadata={"visibility": "human_only"} if human_only else {},
+        reply_to_msg_id=reply_to_msg_id,
+    )

@@ -1,0 +1,89 @@
+"""msg_wait's reads and endings, served in batches for the process's waiting room (threads/waiting_room.py)."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from agentchat.errors import NotFound
+from agents import services as agent_services
+from agents.models import Agent
+from threads import selectors
+from threads.models import Message
+from threads.services.reply_tokens import Grant, SyncContext, issue_reply_token, issue_reply_tokens
+
+
+@transaction.atomic
+def finish_wait(*, agent: Agent, thread_id: str, read_seq: int) -> SyncContext:
+    """End a msg_wait: void the agent's older tokens and issue a fresh one."""
+    thread = selectors.get_thread(thread_id=thread_id)
+    return issue_reply_token(thread_id=thread.pk, agent_id=agent.pk, read_seq=read_seq, void_older=True)
+
+
+@dataclass(frozen=True)
+class WaitRequest:
+    """One look at a thread on behalf of a msg_wait."""
+
+    agent: Agent
+    thread_id: str
+    after_seq: int
+    limit: int
+    for_agent: str | None
+    # End the wait even with nothing to return (its timeout has passed).
+    finish: bool
+
+
+@dataclass
+class WaitResult:
+    messages: list[Message]
+    has_more: bool
+    read_seq: int
+    # Set when the wait ends: the fresh token that voided the agent's older ones.
+    sync: SyncContext | None
+
+
+def serve_waits(requests: list[WaitRequest], *, now: datetime | None = None) -> list[WaitResult | NotFound]:
+    """Serve many msg_wait looks at once: what each would return, and tokens for those that end.
+
+    A post wakes every waiter of a thread at the same moment; serving them as
+    one batch costs one read per distinct (thread, after_seq, filter, limit)
+    and two writes for all the new tokens, instead of a handful of statements
+    per waiter.
+    """
+    now = now or timezone.now()
+    reads: dict[tuple, selectors.WaitRead | NotFound] = {}
+    for r in requests:
+        key = (r.thread_id, r.after_seq, r.for_agent, r.limit)
+        if key not in reads:
+            try:
+                reads[key] = selectors.read_for_wait(
+                    thread_id=r.thread_id, after_seq=r.after_seq, limit=r.limit, for_agent=r.for_agent
+                )
+            except NotFound as error:
+                reads[key] = error
+
+    results: list[WaitResult | NotFound] = []
+    ending: list[tuple[WaitResult, WaitRequest]] = []
+    for r in requests:
+        read = reads[(r.thread_id, r.after_seq, r.for_agent, r.limit)]
+        if isinstance(read, NotFound):
+            results.append(read)
+            continue
+        result = WaitResult(messages=read.messages, has_more=read.has_more, read_seq=read.read_seq, sync=None)
+        results.append(result)
+        if read.messages or r.finish:
+            ending.append((result, r))
+    if ending:
+        _end_waits(ending, now=now)
+    return results
+
+
+@transaction.atomic
+def _end_waits(ending: list[tuple[WaitResult, WaitRequest]], *, now: datetime) -> None:
+    """Give each ending wait its fresh token (voiding the agents' older ones), and count it as a heartbeat."""
+    grants = [Grant(r.thread_id, r.agent.pk, result.read_seq) for result, r in ending]
+    for (result, _r), sync in zip(ending, issue_reply_tokens(grants, void_older=True, now=now)):
+        result.sync = sync
+    # The agent's own heartbeats resume from here.
+    agent_services.refresh_heartbeats(agent_ids={r.agent.pk for _result, r in ending}, now=now)
