@@ -1,9 +1,12 @@
 """The Django admin: usable lists and pages, working actions, no secret shown."""
 
+from datetime import timedelta
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from agentchat.errors import InvalidCredentials
 from agents import services as agent_services
@@ -144,6 +147,41 @@ def test_mark_offline_action_takes_the_agent_offline(admin_client, bus):
     assert not alice.is_online
     bus["bob"].refresh_from_db()
     assert bus["bob"].is_online
+
+
+def test_mark_offline_action_marks_exactly_the_selected_agents_without_rewriting_heartbeats(
+    admin_client, make_agent, monkeypatch, django_capture_on_commit_callbacks
+):
+    """Another agent that is stale but not selected stays as it is; the selected one keeps its heartbeat."""
+    selected, _ = make_agent(ide="A", model="a")
+    stale, _ = make_agent(ide="B", model="b")
+    Agent.objects.filter(pk=stale.pk).update(last_heartbeat=timezone.now() - timedelta(hours=1))
+    heartbeat = Agent.objects.get(pk=selected.pk).last_heartbeat
+    announced = []
+    monkeypatch.setattr(
+        "agents.services.presence.events.announce_offline",
+        lambda agent_id, name: announced.append(agent_id),
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            reverse("admin:agents_agent_changelist"),
+            {"action": "mark_offline", "_selected_action": [selected.pk]},
+            follow=True,
+        )
+    assert "Marked 1 agent(s) offline." in response.content.decode()
+    assert announced == [selected.pk]
+    selected.refresh_from_db()
+    stale.refresh_from_db()
+    assert selected.status == Agent.Status.OFFLINE and not selected.is_online
+    assert selected.last_heartbeat == heartbeat
+    assert stale.status == Agent.Status.ONLINE  # not selected: left for the sweep
+
+    # Marking it again changes nothing and announces nothing.
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(
+            reverse("admin:agents_agent_changelist"), {"action": "mark_offline", "_selected_action": [selected.pk]}
+        )
+    assert announced == [selected.pk]
 
 
 def test_revoke_token_action_stops_the_old_token(admin_client, make_agent):

@@ -1,22 +1,40 @@
 """
-The waiting room of one server process.
+The waiting room of one server process: how msg_wait sleeps and wakes.
 
-Every `msg_wait` in a process registers a `Waiter` here. The process, not each
-socket, subscribes to the channel-layer group of every thread that has
-waiters, so a post costs one channel-layer message per process however many
-agents wait, and each Redis group stays as small as the number of processes.
-An incoming `thread.message` event sets the asyncio.Event of each matching
-waiter; nothing reads the database while waiting.
+This is the one description of the wait design; the README and
+docs/decisions.md link here.
 
-A housekeeping tick runs once per heartbeat interval while anyone waits:
-- one UPDATE refreshes the heartbeat of every agent waiting here;
-- one SELECT of `last_seq` for the threads waited on wakes any waiter whose
-  wake-up the channel layer lost (it is at-most-once), and the process
-  re-subscribes its groups (Redis may have restarted or expired them).
-So an idle process costs the database two statements per heartbeat interval,
-whatever the number of waiting agents. A wait that starts long before the next
-tick stores its agent's heartbeat once at the start (`cover_heartbeat`), so a
-waiting agent's stored heartbeat never lags by more than one interval.
+- **One subscription per process, not per socket.** Every `msg_wait` in a
+  process registers a `Waiter` here. The process joins the channel-layer group
+  of a thread (`thread.<uuid>`, threads/events.py) when its first local agent
+  starts waiting on it and leaves when the last one stops. A post sends one
+  event per group after it commits, so a Redis group has one member per
+  process however many agents wait, and the process wakes its local waiters
+  in memory (an `asyncio.Event` each). The agent consumer has no channel of
+  its own.
+- **Subscribe, then read, then sleep.** A wait joins the group before it reads
+  the database, so a post that commits between the read and the sleep still
+  wakes it. Waiters compare the event's `seq` with the newest seq they have
+  seen, so old or duplicate events cost nothing; nothing reads the database
+  while they sleep.
+- **Wake-ups are served in batches.** Every waiter woken by one post looks at
+  the database in one batch (`threads.services.serve_waits`): one read per
+  distinct `(thread, after_seq, for_agent, limit)` and two writes for all the
+  fresh reply tokens. Requests that arrive while a batch is in the database
+  form the next batch.
+- **Housekeeping, once per heartbeat interval while anyone waits:** one UPDATE
+  refreshes the heartbeat of every agent waiting here; one SELECT of `last_seq`
+  for the threads waited on wakes any waiter whose wake-up the channel layer
+  lost (it is at-most-once: a full channel drops messages, Redis may restart),
+  and the process re-joins its groups (renewing their expiry in Redis). So an
+  idle process costs the database two statements per interval, whatever the
+  number of waiting agents. A wait that starts long before the next tick
+  stores its agent's heartbeat once at the start (`cover_heartbeat`), so a
+  waiting agent's stored heartbeat never lags by more than one interval.
+- **The channel-layer prefix.** channels-redis lets one coroutine per process
+  read the process's specific channels, from one shared list per prefix; the
+  waiting room uses the default `specific.` prefix so it never starves behind
+  another reader.
 
 The waiting room starts its tasks with the first waiter and stops them with the last.
 """
