@@ -5,7 +5,7 @@ import json
 import pytest
 from channels.testing import WebsocketCommunicator
 
-from tests.conftest import registered
+from tests.support.wire import registered
 from threads import selectors
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -96,7 +96,7 @@ async def test_unknown_args_are_ignored(connect):
 
 async def test_binary_frame_is_bad_request_and_the_socket_stays_usable(connect):
     client = await connect()
-    await client.communicator.send_to(bytes_data=json.dumps({"id": "b1", "op": "bus_get_config"}).encode())
+    await client.send_binary(json.dumps({"id": "b1", "op": "bus_get_config"}).encode())
     reply = await client.next_reply()
     assert reply["ok"] is False
     assert reply["error"]["code"] == "BadRequest"

@@ -13,7 +13,7 @@ from django.utils import timezone
 from agents import services as agent_services
 from agents.events import PRESENCE_GROUP
 from agents.models import Agent
-from tests.conftest import registered
+from tests.support.wire import registered
 from threads import services
 from threads.models import Thread, ThreadTemplate
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from agents.events import PRESENCE_GROUP
 from agents.models import Agent
-from tests.conftest import registered
+from tests.support.wire import registered
 from threads.waiters import get_hub
 
 pytestmark = pytest.mark.django_db(transaction=True)
