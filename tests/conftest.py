@@ -1,10 +1,15 @@
+from datetime import timedelta
+
 import pytest
 from asgiref.sync import SyncToAsync
+from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.core.management import call_command
 from django.db import connections
+from django.utils import timezone
 
 from agents import services as agent_services
+from agents.models import Agent
 from tests.support.wire import InProcessSocket, WireClient
 
 
@@ -52,6 +57,23 @@ def fresh_heartbeat_cache():
 def as_a_fresh_process():
     """A function that makes this process forget the heartbeat writes it made, as another process would."""
     return forget_heartbeat_writes
+
+
+@pytest.fixture
+def make_heartbeat_old():
+    """An async function: make an agent's stored heartbeat `seconds` old, as if it had been silent that long.
+
+    This process must then not believe it stored one a moment ago either.
+    """
+
+    async def make_old(agent_id: str, seconds: int) -> None:
+        def update() -> None:
+            Agent.objects.filter(pk=agent_id).update(last_heartbeat=timezone.now() - timedelta(seconds=seconds))
+
+        await database_sync_to_async(update)()
+        forget_heartbeat_writes()
+
+    return make_old
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ use `agentchat_client.AgentChatClient` instead.
 
 import asyncio
 import json
+import uuid
 from typing import Any
 
 
@@ -144,3 +145,90 @@ async def registered(connect, ide: str = "VS Code", model: str = "GPT") -> tuple
 def post_args(thread_id: str, content: str, seq: int, token: str, **extra) -> dict:
     """msg_post's arguments with the sync context."""
     return {"thread_id": thread_id, "content": content, "expected_last_seq": seq, "reply_token": token, **extra}
+
+
+# --- the shapes of replies (docs/PROTOCOL.md, "Objects") ----------------------------
+
+AGENT_KEYS = {
+    "agent_id",
+    "name",
+    "display_name",
+    "ide",
+    "model",
+    "description",
+    "capabilities",
+    "is_online",
+    "last_heartbeat",
+    "last_activity",
+    "last_activity_at",
+    "registered_at",
+}
+THREAD_KEYS = {
+    "thread_id",
+    "topic",
+    "status",
+    "created_at",
+    "updated_at",
+    "closed_at",
+    "summary",
+    "system_prompt",
+    "template_id",
+    "metadata",
+    "last_seq",
+    "creator_agent_id",
+}
+MESSAGE_KEYS = {
+    "msg_id",
+    "thread_id",
+    "seq",
+    "author_id",
+    "author_name",
+    "role",
+    "content",
+    "priority",
+    "reply_to_msg_id",
+    "metadata",
+    "created_at",
+    "edited_at",
+    "edit_version",
+}
+UNKNOWN_ID = str(uuid.uuid4())
+
+
+def assert_sync_context(result: dict, current_seq: int) -> None:
+    """`result` carries a sync context (current_seq, reply_token, reply_window) at `current_seq`."""
+    assert result["current_seq"] == current_seq
+    assert isinstance(result["reply_token"], str) and result["reply_token"]
+    assert set(result["reply_window"]) == {"expires_at", "max_new_messages"}
+    assert result["reply_window"]["expires_at"].endswith(("Z", "+00:00"))
+
+
+async def new_thread(client: WireClient, topic: str = "plan", **args) -> dict:
+    """thread_create's result."""
+    return await client.call("thread_create", {"topic": topic, **args})
+
+
+async def add_human_messages(thread_id: str, count: int) -> None:
+    """`count` messages posted by a human (through the admin's domain call) into the thread."""
+    from channels.db import database_sync_to_async
+
+    from threads import services
+    from threads.models import Thread
+
+    def add() -> None:
+        thread = Thread.objects.get(pk=thread_id)
+        for n in range(1, count + 1):
+            services.post_human_message(thread=thread, content=f"note {n}", author_name="Ada")
+
+    await database_sync_to_async(add)()
+
+
+async def presence_event(channel: str, agent_id: str, kind: str = "agent.presence") -> dict:
+    """The next event of `kind` about `agent_id` on a channel-layer channel (other tests may share the layer)."""
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    while True:
+        event = await asyncio.wait_for(layer.receive(channel), timeout=5)
+        if event.get("type") == kind and event.get("agent_id") == agent_id:
+            return event
