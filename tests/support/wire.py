@@ -232,3 +232,8 @@ async def presence_event(channel: str, agent_id: str, kind: str = "agent.presenc
         event = await asyncio.wait_for(layer.receive(channel), timeout=5)
         if event.get("type") == kind and event.get("agent_id") == agent_id:
             return event
+
+
+def server_background_tasks() -> list[asyncio.Task]:
+    """The running tasks the server started in this process on its own (they are named "agentchat-...")."""
+    return [task for task in asyncio.all_tasks() if task.get_name().startswith("agentchat-")]
