@@ -3,7 +3,8 @@ its fields, client_msg_id retries, replies, human-only messages and gap-free seq
 
 The sync rules: test_msg_post_sync_rules.py; rate limit, secrets and size: test_msg_post_limits.py;
 the reply and one case per error code over the wire: test_msg_post_over_the_wire.py.
-Every refusal is also checked to change nothing (tests.support.domain.refused)."""
+Every refusal is also checked to change nothing (tests.support.domain.refused).
+"""
 
 import uuid
 

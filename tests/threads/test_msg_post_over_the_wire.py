@@ -1,6 +1,7 @@
 """msg_post over the wire: its reply, the arguments it parses, and one request per error code.
 
-The full rule matrix is checked once, on the domain layer (test_msg_post*.py)."""
+The full rule matrix is checked once, on the domain layer (test_msg_post*.py).
+"""
 
 import json
 

@@ -1,5 +1,6 @@
 """msg_post's sync rules on the domain layer (PROTOCOL.md, "msg_post and the sync rules"):
-reply tokens (invalid, replayed, expired), SeqMismatch and the tolerance, closed threads."""
+reply tokens (invalid, replayed, expired), SeqMismatch and the tolerance, closed threads.
+"""
 
 import json
 from datetime import timedelta

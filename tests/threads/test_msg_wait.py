@@ -1,6 +1,7 @@
 """What msg_wait reads and the token it ends with (read_for_wait, finish_wait), then its reply and errors over the wire.
 
-Waking, concurrency and disconnects: test_msg_wait_wakeups.py."""
+Waking, concurrency and disconnects: test_msg_wait_wakeups.py.
+"""
 
 import uuid
 
