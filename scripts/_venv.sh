@@ -1,4 +1,6 @@
-# Sourced by scripts/serve and scripts/test: make .venv and install requirements.txt.
+# Sourced by scripts/serve and scripts/test: make .venv, install requirements.txt
+# and the client package agentchat_client (editable, so `.venv/bin/python` imports
+# it from any directory).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -10,12 +12,13 @@ fi
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-# Reinstall only when requirements.txt changed.
+# Reinstall only when requirements.txt or pyproject.toml changed.
 STAMP=.venv/.requirements.sha256
-WANT="$(sha256sum requirements.txt | cut -d' ' -f1)"
+WANT="$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
   .venv/bin/python -m pip install --quiet -r requirements.txt
+  .venv/bin/python -m pip install --quiet --no-deps -e .
   echo "$WANT" > "$STAMP"
 fi
 VENV_PY="$ROOT/.venv/bin/python"

@@ -1,23 +1,16 @@
-import asyncio
-import json
-import os
-from typing import Any
+from datetime import timedelta
 
 import pytest
 from asgiref.sync import SyncToAsync
+from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.core.management import call_command
-from django.db import connection, connections
+from django.db import connections
+from django.utils import timezone
 
 from agents import services as agent_services
-
-
-def uses_postgres() -> bool:
-    return connection.vendor == "postgresql"
-
-
-def uses_redis() -> bool:
-    return bool(os.environ.get("REDIS_URL"))
+from agents.models import Agent
+from tests.support.wire import InProcessSocket, WireClient
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -43,12 +36,57 @@ def close_async_connections(django_db_setup):
     executor.submit(connections.close_all).result(timeout=10)
 
 
+def forget_heartbeat_writes() -> None:
+    """Make this process forget every heartbeat write it remembers (as a fresh process would).
+
+    The only place the tests touch the heartbeat write-coalescing cache, which
+    agents.services keeps private for now.
+    """
+    agent_services.heartbeat_writes.clear()
+
+
 @pytest.fixture(autouse=True)
 def fresh_heartbeat_cache():
     """Each test starts with no heartbeat writes remembered by this process."""
-    agent_services.heartbeat_writes.clear()
+    forget_heartbeat_writes()
     yield
-    agent_services.heartbeat_writes.clear()
+    forget_heartbeat_writes()
+
+
+@pytest.fixture
+def as_a_fresh_process():
+    """A function that makes this process forget the heartbeat writes it made, as another process would."""
+    return forget_heartbeat_writes
+
+
+@pytest.fixture
+def make_heartbeat_old():
+    """An async function: make an agent's stored heartbeat `seconds` old, as if it had been silent that long.
+
+    This process must then not believe it stored one a moment ago either.
+    """
+
+    async def make_old(agent_id: str, seconds: int) -> None:
+        def update() -> None:
+            Agent.objects.filter(pk=agent_id).update(last_heartbeat=timezone.now() - timedelta(seconds=seconds))
+
+        await database_sync_to_async(update)()
+        forget_heartbeat_writes()
+
+    return make_old
+
+
+@pytest.fixture
+def agentchat_settings(settings):
+    """A function that overrides keys of settings.AGENTCHAT for this test: agentchat_settings(RATE_LIMIT_PER_MINUTE=0).
+
+    settings.AGENTCHAT is one dict; pytest-django's `settings` restores it after the test.
+    """
+
+    def override(**changes) -> None:
+        settings.AGENTCHAT = {**settings.AGENTCHAT, **changes}
+
+    return override
 
 
 @pytest.fixture
@@ -59,78 +97,21 @@ def make_agent():
     return make
 
 
-class Client:
-    """A test agent on an in-process WebSocket: send requests, collect replies by id."""
-
-    def __init__(self, communicator: WebsocketCommunicator) -> None:
-        self.communicator = communicator
-        self.replies: dict[Any, dict] = {}
-        self._next = 0
-
-    async def send(self, op: str, args: dict | None = None, *, id: Any = None) -> Any:
-        if id is None:
-            self._next += 1
-            id = f"r{self._next}"
-        frame = {"id": id, "op": op}
-        if args is not None:
-            frame["args"] = args
-        await self.communicator.send_to(text_data=json.dumps(frame))
-        return id
-
-    async def send_raw(self, text: str) -> None:
-        await self.communicator.send_to(text_data=text)
-
-    async def next_reply(self, timeout: float = 5) -> dict:
-        return json.loads(await self.communicator.receive_from(timeout=timeout))
-
-    async def reply(self, id: Any, timeout: float = 5) -> dict:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while id not in self.replies:
-            reply = await self.next_reply(timeout=max(0.01, deadline - loop.time()))
-            self.replies[reply["id"]] = reply
-        return self.replies.pop(id)
-
-    async def call(self, op: str, args: dict | None = None, timeout: float = 5) -> dict:
-        """Send a request and return its result; fail the test on an error reply."""
-        reply = await self.reply(await self.send(op, args), timeout=timeout)
-        assert reply["ok"], reply
-        return reply["result"]
-
-    async def error(self, op: str, args: dict | None = None, timeout: float = 5) -> dict:
-        """Send a request that must fail and return its error."""
-        reply = await self.reply(await self.send(op, args), timeout=timeout)
-        assert not reply["ok"], reply
-        return reply["error"]
-
-    async def nothing(self, timeout: float = 0.2) -> bool:
-        return await self.communicator.receive_nothing(timeout=timeout)
-
-    async def close(self) -> None:
-        await self.communicator.disconnect()
-
-
 @pytest.fixture
 async def connect():
     """Open in-process WebSocket clients on the real ASGI application."""
     from agentchat.asgi import application
 
-    clients: list[Client] = []
+    clients: list[WireClient] = []
 
-    async def open_client(*, headers: list | None = None) -> Client:
+    async def open_client(*, headers: list | None = None) -> WireClient:
         communicator = WebsocketCommunicator(application, "/ws/agent/", headers=headers or [])
         connected, _ = await communicator.connect()
         assert connected
-        client = Client(communicator)
+        client = WireClient(InProcessSocket(communicator))
         clients.append(client)
         return client
 
     yield open_client
     for client in clients:
         await client.close()
-
-
-async def registered(connect, ide: str = "VS Code", model: str = "GPT") -> tuple[Client, dict]:
-    client = await connect()
-    result = await client.call("agent_register", {"ide": ide, "model": model})
-    return client, result

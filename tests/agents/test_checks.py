@@ -10,11 +10,11 @@ from agents.checks import check_heartbeat_settings
 
 
 @pytest.fixture
-def heartbeat(settings):
-    """Set the heartbeat interval and timeout (settings.AGENTCHAT is one dict)."""
+def heartbeat(agentchat_settings):
+    """Set the heartbeat interval and timeout."""
 
     def configure(interval, timeout):
-        settings.AGENTCHAT = {**settings.AGENTCHAT, "HEARTBEAT_INTERVAL": interval, "AGENT_HEARTBEAT_TIMEOUT": timeout}
+        agentchat_settings(HEARTBEAT_INTERVAL=interval, AGENT_HEARTBEAT_TIMEOUT=timeout)
 
     return configure
 

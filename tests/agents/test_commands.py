@@ -71,8 +71,8 @@ def test_only_the_stale_agents_are_marked(make_agent):
     assert output.startswith("Marked 2 agent(s)")
 
 
-def test_timeout_follows_the_setting(settings, agent):
-    settings.AGENTCHAT = {**settings.AGENTCHAT, "HEARTBEAT_INTERVAL": 60, "AGENT_HEARTBEAT_TIMEOUT": 120}
+def test_timeout_follows_the_setting(agentchat_settings, agent):
+    agentchat_settings(HEARTBEAT_INTERVAL=60, AGENT_HEARTBEAT_TIMEOUT=120)
     silent_for(agent, 90)
 
     output = run()

@@ -16,10 +16,6 @@ from agents.serializers import agent_to_dict
 pytestmark = pytest.mark.django_db
 
 
-def configure(settings, **changes):
-    settings.AGENTCHAT = {**settings.AGENTCHAT, **changes}
-
-
 def set_heartbeat(agent, moment):
     Agent.objects.filter(pk=agent.pk).update(last_heartbeat=moment)
     agent.refresh_from_db()
@@ -197,13 +193,13 @@ def test_is_online_until_the_heartbeat_is_older_than_the_timeout(make_agent):
     assert agent.is_online_at(now + timedelta(seconds=1)) is False
 
 
-def test_is_online_follows_agent_heartbeat_timeout(settings, make_agent):
+def test_is_online_follows_agent_heartbeat_timeout(agentchat_settings, make_agent):
     agent, _ = make_agent()
     now = timezone.now()
     set_heartbeat(agent, now - timedelta(seconds=90))
     assert agent.is_online_at(now) is False
 
-    configure(settings, AGENT_HEARTBEAT_TIMEOUT=120)
+    agentchat_settings(AGENT_HEARTBEAT_TIMEOUT=120)
 
     assert agent.is_online_at(now) is True
 
@@ -258,10 +254,10 @@ def clock(monkeypatch):
 
 
 def test_record_activity_writes_once_then_coalesces_within_half_an_interval(
-    make_agent, clock, django_assert_num_queries
+    make_agent, clock, django_assert_num_queries, as_a_fresh_process
 ):
     agent, _ = make_agent()
-    services.heartbeat_writes.clear()  # as if registered in another process
+    as_a_fresh_process()  # as if registered in another process
     first = timezone.now() + timedelta(seconds=1)
 
     # Unknown to this process: one UPDATE tries "back from offline", one stores it.
@@ -278,9 +274,11 @@ def test_record_activity_writes_once_then_coalesces_within_half_an_interval(
     assert agent.last_activity == "msg_get"
 
 
-def test_record_activity_writes_again_after_half_an_interval(make_agent, clock, django_assert_num_queries):
+def test_record_activity_writes_again_after_half_an_interval(
+    make_agent, clock, django_assert_num_queries, as_a_fresh_process
+):
     agent, _ = make_agent()
-    services.heartbeat_writes.clear()
+    as_a_fresh_process()
     services.record_activity(agent=agent, op="msg_list")
     later = timezone.now() + timedelta(seconds=20)
     clock.value += 20
@@ -298,9 +296,9 @@ def test_registering_counts_as_the_first_write(make_agent, clock, django_assert_
         assert services.record_activity(agent=agent, op="agent_heartbeat") is False
 
 
-def test_record_activity_brings_a_marked_offline_agent_back_online(make_agent):
+def test_record_activity_brings_a_marked_offline_agent_back_online(make_agent, as_a_fresh_process):
     agent, _ = make_agent()
-    services.heartbeat_writes.clear()
+    as_a_fresh_process()
     Agent.objects.filter(pk=agent.pk).update(status=Agent.Status.OFFLINE)
 
     services.record_activity(agent=agent, op="agent_heartbeat")
@@ -345,9 +343,9 @@ def test_refresh_heartbeats_with_no_agents_touches_nothing(django_assert_num_que
         assert services.refresh_heartbeats(agent_ids=[]) == 0
 
 
-def test_refreshed_agents_skip_their_next_op_write(make_agent, clock, django_assert_num_queries):
+def test_refreshed_agents_skip_their_next_op_write(make_agent, clock, django_assert_num_queries, as_a_fresh_process):
     agent, _ = make_agent()
-    services.heartbeat_writes.clear()
+    as_a_fresh_process()
     services.refresh_heartbeats(agent_ids=[agent.pk])
 
     with django_assert_num_queries(0):
@@ -355,7 +353,7 @@ def test_refreshed_agents_skip_their_next_op_write(make_agent, clock, django_ass
 
 
 def test_an_agent_marked_offline_that_acts_again_is_back_online_and_announced(
-    make_agent, monkeypatch, django_capture_on_commit_callbacks
+    make_agent, monkeypatch, django_capture_on_commit_callbacks, as_a_fresh_process
 ):
     agent, _ = make_agent()
     Agent.objects.filter(pk=agent.pk).update(last_heartbeat=timezone.now() - timedelta(seconds=120))
@@ -364,7 +362,7 @@ def test_an_agent_marked_offline_that_acts_again_is_back_online_and_announced(
     monkeypatch.setattr(
         "agents.services.presence.events.announce_presence", lambda a, online: announced.append((a.pk, online))
     )
-    services.heartbeat_writes.clear()
+    as_a_fresh_process()
 
     with django_capture_on_commit_callbacks(execute=True):
         assert services.record_activity(agent=agent, op="agent_heartbeat") is True

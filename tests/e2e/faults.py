@@ -1,31 +1,27 @@
 """Helpers for the fault-injection tests (test_faults.py).
 
-Processes the tests can kill: a private redis-server and daphne processes whose
-stderr goes to a file (a pipe nobody reads would block a chatty server). Agent
-workloads on AgentChatClient that record every post they attempt in a Ledger,
-and the checker that compares the ledger with what the database stored.
+A private redis-server the tests can kill and restart (the daphne processes come
+from tests/support/servers.py). An AgentChatClient that can lose a post's reply
+on purpose and counts what it absorbed. Agent workloads that record every post
+they attempt in a Ledger, and the checker that compares the ledger with what
+the database stored.
 """
 
 import asyncio
-import os
 import random
-import signal
 import subprocess
-import sys
 import tempfile
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import psycopg
 from django.db import connection
 
-from agentchat.bench import wait_for_port
-from agentchat.client import AgentChatClient, AgentChatError, ConnectionLost
-from tests.e2e.servers import BASE_DIR, current_database_url, free_port
+from agentchat_client import AgentChatClient, AgentChatError, ConnectionLost
+from tests.support.servers import current_database_url, free_port, wait_for_port
 
 # A wait may outlive its own timeout by this much (reconnects, retries, a busy machine).
 WAIT_SLACK = 25.0
@@ -79,59 +75,8 @@ class RedisServer:
         self.kill()
 
 
-class Daphne:
-    """`daphne agentchat.asgi:application` on a free loopback port, sharing the test database."""
-
-    def __init__(self, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.url = f"ws://127.0.0.1:{self.port}/ws/agent/"
-        self.log = Path(tempfile.mkstemp(prefix="agentchat-daphne-", suffix=".log")[1])
-        process_env = {**os.environ, "DATABASE_URL": current_database_url(), **(env or {})}
-        with open(self.log, "wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "agentchat.asgi:application"],
-                cwd=BASE_DIR,
-                env=process_env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        try:
-            wait_for_port(self.port, self.process, "daphne")
-        except RuntimeError as error:
-            raise RuntimeError(f"{error}: {self.output()[-2000:]}") from None
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown, no cleanup, like a crashed host."""
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def bugs(self) -> list[str]:
-        """Lines where an op failed with an unexpected exception (reported to the client as a bug)."""
-        lines = self.output().splitlines()
-        return [
-            "\n".join(lines[i : i + 30])
-            for i, line in enumerate(lines)
-            if line.startswith("Op ") and line.endswith(" failed")
-        ]
-
-
-class Client(AgentChatClient):
-    """AgentChatClient that counts its connections and the retryable errors it absorbed."""
+class FaultClient(AgentChatClient):
+    """AgentChatClient that can lose a post's reply on purpose, and counts its connections and absorbed errors."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -1,13 +1,13 @@
-"""agentchat.client against a real daphne."""
+"""agentchat_client against a real daphne."""
 
 import asyncio
 
 import pytest
 from channels.db import database_sync_to_async
 
-from agentchat.client import AgentChatClient, AgentChatError
+from agentchat_client import AgentChatClient, AgentChatError
 from agents.models import Agent
-from tests.e2e.servers import daphne
+from tests.support.servers import daphne_on_test_database
 from threads.models import Message
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -15,8 +15,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def server():
-    with daphne(env={"AGENTCHAT_HEARTBEAT_INTERVAL": "2", "AGENTCHAT_HEARTBEAT_TIMEOUT": "4"}) as url:
-        yield url
+    with daphne_on_test_database({"AGENTCHAT_HEARTBEAT_INTERVAL": "2", "AGENTCHAT_HEARTBEAT_TIMEOUT": "4"}) as server:
+        yield server.url
 
 
 async def test_two_agents_talk_through_the_client(server):

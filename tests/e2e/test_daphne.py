@@ -5,20 +5,21 @@ import asyncio
 import pytest
 import websockets
 
-from tests.e2e.servers import Agent, daphne
+from tests.support.servers import daphne_on_test_database
+from tests.support.wire import WireClient
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
 def server():
-    with daphne() as url:
-        yield url
+    with daphne_on_test_database() as server:
+        yield server.url
 
 
 async def test_agents_register_create_post_and_wake_each_other(server):
-    alice = await Agent.connect(server)
-    bob = await Agent.connect(server)
+    alice = await WireClient.over_websocket(server)
+    bob = await WireClient.over_websocket(server)
     try:
         a = await alice.call("agent_register", {"ide": "VS Code", "model": "GPT"})
         await bob.call("agent_register", {"ide": "Cursor", "model": "Claude"})
@@ -74,7 +75,7 @@ async def test_agents_register_create_post_and_wake_each_other(server):
 async def test_server_refuses_foreign_browser_origin_and_accepts_agents_without_origin(server):
     with pytest.raises(websockets.exceptions.InvalidStatus):
         await websockets.connect(server, origin="http://evil.example", open_timeout=10)
-    agent = await Agent.connect(server)  # no Origin header, like a CLI agent
+    agent = await WireClient.over_websocket(server)  # no Origin header, like a CLI agent
     try:
         config = await agent.call("bus_get_config")
         assert config["heartbeat_interval"] < config["heartbeat_timeout"]

@@ -17,16 +17,13 @@ from contextlib import ExitStack
 import psycopg
 import pytest
 from asgiref.sync import SyncToAsync
-from django.conf import settings
 from django.core.management import call_command
 from django.db import connection, connections
-from django.test import override_settings
 
-from agentchat.client import AgentChatClient
+from agentchat_client import AgentChatClient
 from agents.models import Agent as AgentModel
 from tests.e2e.faults import (
-    Client,
-    Daphne,
+    FaultClient,
     Ledger,
     RedisServer,
     chatter,
@@ -39,6 +36,7 @@ from tests.e2e.faults import (
     poster,
     terminate_backends,
 )
+from tests.support.servers import Daphne, daphne_on_test_database, require_postgres_and_redis
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -53,14 +51,12 @@ FAST = {
 @pytest.fixture
 def servers():
     """Start daphne processes on demand; stop them all (and a private Redis) at the end."""
-    if connection.vendor != "postgresql" or not os.environ.get("REDIS_URL"):
-        pytest.fail("These tests need DATABASE_URL=postgres://... and REDIS_URL (see the README's test command).")
+    require_postgres_and_redis()
     started: list[Daphne] = []
     with ExitStack() as stack:
 
         def start(env: dict[str, str]) -> Daphne:
-            server = Daphne({**FAST, **env})
-            stack.callback(server.stop)
+            server = stack.enter_context(daphne_on_test_database({**FAST, **env}))
             started.append(server)
             return server
 
@@ -91,7 +87,7 @@ def assert_all_well(ledger: Ledger, thread_ids: list[str], servers: list[Daphne]
 
 
 async def connect_all(urls: list[str], model: str) -> list[AgentChatClient]:
-    clients = [Client(url, ide="Faults", model=f"{model}{i}") for i, url in enumerate(urls)]
+    clients = [FaultClient(url, ide="Faults", model=f"{model}{i}") for i, url in enumerate(urls)]
     await asyncio.gather(*(client.connect() for client in clients))
     return clients
 
@@ -328,11 +324,12 @@ def test_a_post_whose_reply_was_lost_is_retried_without_skipping_what_others_pos
 
 
 def mark_offline(agent_ids: list[str]) -> dict[str, str]:
-    """Run `manage.py mark_offline_agents` here, with the servers' settings; return the agents' stored status."""
-    fast = {**settings.AGENTCHAT, "HEARTBEAT_INTERVAL": INTERVAL, "AGENT_HEARTBEAT_TIMEOUT": TIMEOUT}
+    """Run `manage.py mark_offline_agents` here; return the agents' stored status.
+
+    The test gives this process the servers' heartbeat settings (agentchat_settings).
+    """
     try:
-        with override_settings(AGENTCHAT=fast):
-            call_command("mark_offline_agents", stdout=io.StringIO())
+        call_command("mark_offline_agents", stdout=io.StringIO())
         return {
             str(pk): status for pk, status in AgentModel.objects.filter(pk__in=agent_ids).values_list("pk", "status")
         }
@@ -340,7 +337,8 @@ def mark_offline(agent_ids: list[str]) -> dict[str, str]:
         connections.close_all()  # this runs on a worker thread; leave no connection behind
 
 
-def test_a_heartbeat_late_by_less_than_the_slack_never_takes_the_agent_offline(servers):
+def test_a_heartbeat_late_by_less_than_the_slack_never_takes_the_agent_offline(servers, agentchat_settings):
+    agentchat_settings(HEARTBEAT_INTERVAL=INTERVAL, AGENT_HEARTBEAT_TIMEOUT=TIMEOUT)
     server = servers({})
     margin = 0.3
 

@@ -1,26 +1,24 @@
 """Several daphne processes sharing PostgreSQL and Redis (the production shape)."""
 
 import asyncio
-import os
 
 import pytest
-from django.db import connection
 
-from tests.e2e.servers import Agent, daphne
+from tests.support.servers import daphne_on_test_database, require_postgres_and_redis
+from tests.support.wire import WireClient
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
 def two_servers():
-    if connection.vendor != "postgresql" or not os.environ.get("REDIS_URL"):
-        pytest.fail("These tests need DATABASE_URL=postgres://... and REDIS_URL (see the README's test command).")
-    with daphne() as first, daphne() as second:
-        yield first, second
+    require_postgres_and_redis()
+    with daphne_on_test_database() as first, daphne_on_test_database() as second:
+        yield first.url, second.url
 
 
-async def start_thread(url: str, topic: str) -> tuple[Agent, dict]:
-    agent = await Agent.connect(url)
+async def start_thread(url: str, topic: str) -> tuple[WireClient, dict]:
+    agent = await WireClient.over_websocket(url)
     await agent.call("agent_register", {"ide": "CLI", "model": "Poster"})
     created = await agent.call("thread_create", {"topic": topic})
     return agent, created
@@ -29,7 +27,7 @@ async def start_thread(url: str, topic: str) -> tuple[Agent, dict]:
 async def test_a_post_on_one_process_wakes_a_waiter_on_the_other(two_servers):
     first, second = two_servers
     poster, created = await start_thread(first, "cross-process")
-    waiter = await Agent.connect(second)
+    waiter = await WireClient.over_websocket(second)
     try:
         await waiter.call("agent_register", {"ide": "CLI", "model": "Waiter"})
         thread_id = created["thread"]["thread_id"]
@@ -59,7 +57,7 @@ async def test_a_waiter_idle_longer_than_redis_socket_timeouts_still_wakes(two_s
     """redis-py 8 made 5 s read timeouts the default, which killed idle subscribers."""
     first, second = two_servers
     poster, created = await start_thread(first, "idle-redis")
-    waiter = await Agent.connect(second)
+    waiter = await WireClient.over_websocket(second)
     try:
         await waiter.call("agent_register", {"ide": "CLI", "model": "Sleeper"})
         thread_id = created["thread"]["thread_id"]

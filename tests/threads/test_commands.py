@@ -70,8 +70,8 @@ def test_close_idle_threads_closes_threads_idle_past_the_limit_only(idle_for):
     assert output == "Closed 1 thread(s) idle for more than 30 minute(s).\n"
 
 
-def test_close_idle_threads_follows_the_setting(settings, idle_for):
-    settings.AGENTCHAT = {**settings.AGENTCHAT, "THREAD_IDLE_TIMEOUT_MINUTES": 30}
+def test_close_idle_threads_follows_the_setting(agentchat_settings, idle_for):
+    agentchat_settings(THREAD_IDLE_TIMEOUT_MINUTES=30)
     idle = idle_for(31)
     busy = idle_for(29)
 

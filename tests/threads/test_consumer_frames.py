@@ -5,7 +5,7 @@ import json
 import pytest
 from channels.testing import WebsocketCommunicator
 
-from tests.conftest import registered
+from tests.support.wire import new_thread, post_args, registered
 from threads import selectors
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -96,7 +96,7 @@ async def test_unknown_args_are_ignored(connect):
 
 async def test_binary_frame_is_bad_request_and_the_socket_stays_usable(connect):
     client = await connect()
-    await client.communicator.send_to(bytes_data=json.dumps({"id": "b1", "op": "bus_get_config"}).encode())
+    await client.send_binary(json.dumps({"id": "b1", "op": "bus_get_config"}).encode())
     reply = await client.next_reply()
     assert reply["ok"] is False
     assert reply["error"]["code"] == "BadRequest"
@@ -177,3 +177,17 @@ async def test_a_browser_page_of_an_allowed_origin_connects(connect, origin):
 async def test_an_agent_without_an_origin_header_connects(connect):
     client = await connect()
     await assert_usable(client)
+
+
+async def test_frame_over_max_frame_bytes_is_payload_too_large_and_the_socket_stays_usable(connect, agentchat_settings):
+    agentchat_settings(MAX_FRAME_BYTES=1000)
+    client, _ = await registered(connect)
+    created = await new_thread(client)
+    thread_id = created["thread"]["thread_id"]
+    await client.send("msg_post", post_args(thread_id, "x" * 2000, 0, created["reply_token"]), id="big")
+    reply = await client.next_reply()
+    assert reply["ok"] is False
+    assert reply["error"]["code"] == "PayloadTooLarge"
+    assert reply["id"] in (None, "big")
+    posted = await client.call("msg_post", post_args(thread_id, "small", 0, created["reply_token"]))
+    assert posted["message"]["seq"] == 1

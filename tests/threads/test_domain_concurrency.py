@@ -23,11 +23,11 @@ POSTS_EACH = 5
 
 
 @pytest.fixture(autouse=True)
-def needs_postgres(settings):
+def needs_postgres(agentchat_settings):
     if connection.vendor != "postgresql":
         pytest.fail("These tests need DATABASE_URL=postgres://... (see the README's test command).")
     # Many posts per agent within a minute are the point here, not the rate limit.
-    settings.AGENTCHAT = {**settings.AGENTCHAT, "RATE_LIMIT_PER_MINUTE": 0}
+    agentchat_settings(RATE_LIMIT_PER_MINUTE=0)
 
 
 def run_together(workers):

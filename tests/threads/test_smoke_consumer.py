@@ -1,6 +1,6 @@
 import pytest
 
-from tests.conftest import registered
+from tests.support.wire import registered
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

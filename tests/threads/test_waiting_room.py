@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from agents import services as agent_services
 from agents.models import Agent
-from tests.conftest import registered
+from tests.support.wire import registered
 from threads.waiting_room import Waiter, WaitingRoom, get_waiting_room
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -26,24 +26,30 @@ async def test_two_hundred_waits_need_no_extra_threads_and_read_nothing_while_as
     await waiter.call("bus_get_config")  # the database thread exists from here on
     threads_before = threading.active_count()
 
-    requests = [
-        await waiter.send("msg_wait", {"thread_id": thread_id, "after_seq": 0, "timeout_ms": 20000}) for _ in range(200)
-    ]
-    hub = get_waiting_room()
-    for _ in range(200):  # until all 200 have read the database once and gone to sleep
-        if sum(map(len, hub.waiters.values())) == 200 and not hub._serving and not hub._batch:
-            break
-        await asyncio.sleep(0.05)
-    assert sum(map(len, hub.waiters.values())) == 200
-    assert threading.active_count() <= threads_before + 1
-
-    # No statement reaches the database, from any thread, while they sleep
-    # (the housekeeping tick is 20 s away).
+    # Count every statement, from any thread, from here on.
     statements = []
     original = CursorWrapper.execute
     monkeypatch.setattr(
         CursorWrapper, "execute", lambda self, sql, params=None: statements.append(sql) or original(self, sql, params)
     )
+    requests = [
+        await waiter.send("msg_wait", {"thread_id": thread_id, "after_seq": 0, "timeout_ms": 20000}) for _ in range(200)
+    ]
+    room = get_waiting_room()
+    counted, quiet_since = -1, 0.0
+    loop = asyncio.get_running_loop()
+    for _ in range(400):  # until all 200 wait and no statement came for 0.3 s: they read once and went to sleep
+        if len(statements) != counted:
+            counted, quiet_since = len(statements), loop.time()
+        elif sum(map(len, room.waiters.values())) == 200 and loop.time() - quiet_since >= 0.3:
+            break
+        await asyncio.sleep(0.05)
+    assert sum(map(len, room.waiters.values())) == 200
+    assert threading.active_count() <= threads_before + 1
+
+    # No statement reaches the database, from any thread, while they sleep
+    # (the housekeeping tick is 20 s away).
+    statements.clear()
     await asyncio.sleep(1)
     monkeypatch.undo()
     assert statements == []
@@ -62,27 +68,31 @@ async def test_two_hundred_waits_need_no_extra_threads_and_read_nothing_while_as
         assert [m["content"] for m in reply["result"]["messages"]] == ["everyone up"]
 
 
-async def test_a_wait_far_from_the_next_tick_stores_its_heartbeat_at_once(settings, make_agent, monkeypatch):
-    """The tick comes once an interval; a wait that would lag longer stores its heartbeat on entry."""
-    settings.AGENTCHAT = {**settings.AGENTCHAT, "HEARTBEAT_INTERVAL": 10, "AGENT_HEARTBEAT_TIMEOUT": 20}
+async def test_a_wait_far_from_the_next_tick_stores_its_heartbeat_at_once(agentchat_settings, make_agent):
+    """The tick comes once an interval; a wait that would lag longer stores its heartbeat on entry.
+
+    The lag is the time since the last write plus the time to the next tick.
+    """
+    agentchat_settings(HEARTBEAT_INTERVAL=2, AGENT_HEARTBEAT_TIMEOUT=4)
     agent, _ = await database_sync_to_async(make_agent)()
-    hub = WaitingRoom()
-    hub.next_tick = time.monotonic() + 8  # the next tick is 8 s away
+    room = WaitingRoom()
+    old = timezone.now() - timedelta(seconds=30)
 
-    clock = [1000.0]
-    monkeypatch.setattr(agent_services.heartbeat_writes, "clock", lambda: clock[0])
-    agent_services.heartbeat_writes.claim([agent.pk], force=True)
-    clock[0] += 1  # stored 1 s ago: 9 s lag at most
-    await hub.cover_heartbeat(agent.pk)
-    assert agent_services.heartbeat_writes.seconds_since(agent.pk) == 1
+    async def stored_heartbeat():
+        return (await database_sync_to_async(Agent.objects.get)(pk=agent.pk)).last_heartbeat
 
-    old = timezone.now() - timedelta(seconds=5)
+    await database_sync_to_async(agent_services.refresh_heartbeats)(agent_ids=[agent.pk])
+    await asyncio.sleep(1)  # written 1 s ago
     await database_sync_to_async(Agent.objects.filter(pk=agent.pk).update)(last_heartbeat=old)
-    clock[0] += 4  # stored 5 s ago: 5 + 8 > 10, would lag too long
-    await hub.cover_heartbeat(agent.pk)
-    assert agent_services.heartbeat_writes.seconds_since(agent.pk) == 0
-    stored = await database_sync_to_async(Agent.objects.get)(pk=agent.pk)
-    assert stored.last_heartbeat > old + timedelta(seconds=4)
+
+    room.next_tick = time.monotonic() + 0.5  # 1 + 0.5 < 2: the tick stores it in time
+    await room.cover_heartbeat(agent.pk)
+    assert await stored_heartbeat() == old
+
+    room.next_tick = time.monotonic() + 1.5  # 1 + 1.5 > 2: would lag too long
+    await room.cover_heartbeat(agent.pk)
+    assert await stored_heartbeat() > old + timedelta(seconds=25)
+    assert agent_services.heartbeat_writes.seconds_since(agent.pk) < 1
 
 
 def test_a_filtered_waiter_still_wakes_for_an_earlier_message_that_arrives_late():

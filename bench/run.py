@@ -1,12 +1,13 @@
 """
 Benchmark: wake-up latency, idle database cost, posts per second and memory per waiting socket.
 
-    .venv/bin/python -m agentchat.bench            # the full run (about 5 minutes)
-    .venv/bin/python -m agentchat.bench --quick    # under 2 minutes: fewer posts, a short heartbeat interval
+    .venv/bin/python -m bench            # the full run (about 5 minutes)
+    .venv/bin/python -m bench --quick    # under 2 minutes: fewer posts, a short heartbeat interval
 
-It starts its own daphne processes on loopback ports (`start_server`, the one
-place that does) and its own databases: a temporary SQLite file, and the
-PostgreSQL database `--pg-database` (dropped and created afresh). Every server
+It starts its own daphne processes on loopback ports (with `running_daphne`
+of tests/support/servers.py, the launcher the end-to-end tests use too) and
+its own databases: a temporary SQLite file, and the PostgreSQL database
+`--pg-database` (dropped and created afresh). Every server
 runs with AGENTCHAT_RATE_LIMIT_PER_MINUTE=0 and the heartbeat interval and
 timeout given here. The clients are the project's own `AgentChatClient`s,
 without client heartbeats, all in this process.
@@ -45,15 +46,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from agentchat.client import AgentChatClient
+from agentchat_client import AgentChatClient
+from tests.support.servers import BASE_DIR, Daphne, running_daphne
 
-BASE_DIR = Path(__file__).resolve().parent.parent
 WAITER_COUNTS = (1, 100, 1000)
 LONG_WAIT_MS = 3_600_000
 STARTED = time.monotonic()
@@ -64,56 +62,6 @@ def log(step: str) -> None:
 
 
 # --- servers and databases -------------------------------------------------------
-
-
-@dataclass
-class Server:
-    url: str
-    pid: int
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, process: subprocess.Popen, what: str = "daphne", timeout: float = 30) -> None:
-    """Return once something accepts connections on the loopback port; fail if `process` exits first."""
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"{what} exited with code {process.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{what} did not start within {timeout} s") from None
-            time.sleep(0.05)
-
-
-@contextmanager
-def start_server(env: dict[str, str]) -> Iterator[Server]:
-    """One daphne process on a free loopback port, stopped on exit."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "agentchat.asgi:application"],
-        cwd=BASE_DIR,
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port, process)
-        yield Server(url=f"ws://127.0.0.1:{port}/ws/agent/", pid=process.pid)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def server_env(options: argparse.Namespace, database_url: str, redis_url: str = "") -> dict[str, str]:
@@ -269,7 +217,7 @@ async def wake_latency(poster: AgentChatClient, waiters: list[AgentChatClient], 
     return {"waiters": len(waiters), "posts": posts, **summary_ms(latencies)}
 
 
-async def wake_figures(post_server: Server, wait_server: Server, posts: int) -> list[dict]:
+async def wake_figures(post_server: Daphne, wait_server: Daphne, posts: int) -> list[dict]:
     poster = (await connect_agents(post_server.url, 1, "Poster"))[0]
     waiters = await connect_agents(wait_server.url, max(WAITER_COUNTS), "Waiter")
     figures = []
@@ -317,7 +265,7 @@ async def posts_per_second(url: str, agents: int, seconds: float) -> dict:
 # --- (b) idle database cost and (d) memory per waiting socket -----------------------------
 
 
-async def idle_cost(server: Server, options: argparse.Namespace) -> dict:
+async def idle_cost(server: Daphne, options: argparse.Namespace) -> dict:
     log(f"idle cost and memory, {options.idle_waiters} waiters, {options.idle_seconds:.0f} s window")
     owner = (await connect_agents(server.url, 1, "Owner"))[0]
     thread_id = await new_thread(owner, "idle")
@@ -439,7 +387,9 @@ def print_table(report: dict) -> None:
 
 
 def parse_options() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -491,21 +441,21 @@ def main() -> None:
         sqlite_env = server_env(options, f"sqlite:///{tmp}/bench.sqlite3")
         migrate(sqlite_env)
         log("one process: SQLite, in-memory channel layer")
-        with start_server(sqlite_env) as server:
+        with running_daphne(sqlite_env) as server:
             report["wake_one_process_sqlite"] = asyncio.run(wake_figures(server, server, options.posts))
             sqlite_posts = asyncio.run(posts_per_second(server.url, 1, options.post_seconds))
 
     pg_env = server_env(options, postgres_database(options.postgres, options.pg_database), options.redis)
     migrate(pg_env)
     log("two processes: PostgreSQL + Redis")
-    with start_server(pg_env) as first, start_server(pg_env) as second:
+    with running_daphne(pg_env) as first, running_daphne(pg_env) as second:
         report["wake_two_processes_postgres_redis"] = asyncio.run(wake_figures(first, second, options.posts))
         report["posts_per_second"] = {
             "sqlite_one_agent": sqlite_posts,
             "postgres_one_agent": asyncio.run(posts_per_second(first.url, 1, options.post_seconds)),
             "postgres_ten_agents": asyncio.run(posts_per_second(first.url, 10, options.post_seconds)),
         }
-    with start_server(pg_env) as server:  # a fresh process: its memory holds nothing but the waiters
+    with running_daphne(pg_env) as server:  # a fresh process: its memory holds nothing but the waiters
         idle = asyncio.run(idle_cost(server, options))
     report["idle_postgres"], report["memory_postgres"] = idle["idle"], idle["memory"]
 
@@ -514,7 +464,3 @@ def main() -> None:
     print(json.dumps(report, indent=2))
     print()
     print_table(report)
-
-
-if __name__ == "__main__":
-    main()

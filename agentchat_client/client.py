@@ -24,7 +24,7 @@ from typing import Any
 
 import websockets
 
-logger = logging.getLogger("agentchat.client")
+logger = logging.getLogger("agentchat_client")
 
 # Ops that are safe to send again after a reconnect (msg_post is, by its client_msg_id).
 RETRYABLE_OPS = {

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from agents.events import PRESENCE_GROUP
 from agents.models import Agent
-from tests.conftest import registered
+from tests.support.wire import registered, server_background_tasks
 from threads.waiting_room import get_waiting_room
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -57,10 +57,6 @@ async def result_of(client, request_id: str, timeout: float = 10) -> dict:
     reply = await client.reply(request_id, timeout=timeout)
     assert reply["ok"], reply
     return reply["result"]
-
-
-def with_agentchat(settings, **changes) -> None:
-    settings.AGENTCHAT = {**settings.AGENTCHAT, **changes}
 
 
 # --- returning and waking --------------------------------------------------------------
@@ -152,8 +148,8 @@ async def test_msg_wait_timeout_returns_no_messages_and_a_fresh_sync_context(con
     assert posted["message"]["seq"] == 2
 
 
-async def test_msg_wait_default_timeout_comes_from_settings(connect, settings):
-    with_agentchat(settings, MSG_WAIT_TIMEOUT_MS=200)
+async def test_msg_wait_default_timeout_comes_from_settings(connect, agentchat_settings):
+    agentchat_settings(MSG_WAIT_TIMEOUT_MS=200)
     _, thread_id = await thread_with_poster(connect)
     bob, _ = await registered(connect)
     result = await bob.call("msg_wait", {"thread_id": thread_id, "after_seq": 0})
@@ -246,7 +242,7 @@ async def test_msg_wait_on_unknown_thread_is_not_found_and_leaves_no_waiter(conn
     assert (error["code"], error["resource"]) == ("NotFound", "thread")
     hub = get_waiting_room()
     assert hub.waiters == {}
-    assert hub._tasks == []
+    assert server_background_tasks() == []
 
 
 async def test_msg_wait_on_a_closed_thread_returns_existing_messages_then_waits(connect):
@@ -277,7 +273,7 @@ async def test_disconnect_during_a_wait_leaves_no_waiters_or_tasks(connect):
     assert len(hub.waiters[thread_id]) == 1
     await bob.close()
     assert hub.waiters == {}
-    assert hub._tasks == []
+    assert server_background_tasks() == []
 
 
 async def test_disconnect_of_one_waiter_leaves_the_others_waiting_and_a_later_post_wakes_them(connect):
@@ -291,12 +287,12 @@ async def test_disconnect_of_one_waiter_leaves_the_others_waiting_and_a_later_po
     assert len(hub.waiters[thread_id]) == 2
     await bob.close()
     assert len(hub.waiters[thread_id]) == 1
-    assert len(hub._tasks) == 2
+    assert server_background_tasks()  # still serving the other waiter
     assert await carol.nothing(0.2)
     await poster.post("still here")
     assert [m["content"] for m in (await result_of(carol, request))["messages"]] == ["still here"]
     assert hub.waiters == {}
-    assert hub._tasks == []
+    assert server_background_tasks() == []
 
 
 async def test_disconnect_does_not_unregister_the_agent(connect):
@@ -324,8 +320,8 @@ def online_in(listing: dict, agent_id: str) -> bool | None:
     return None
 
 
-async def test_an_agent_waiting_long_stays_online(connect, settings):
-    with_agentchat(settings, HEARTBEAT_INTERVAL=1, AGENT_HEARTBEAT_TIMEOUT=2)
+async def test_an_agent_waiting_long_stays_online(connect, agentchat_settings):
+    agentchat_settings(HEARTBEAT_INTERVAL=1, AGENT_HEARTBEAT_TIMEOUT=2)
     _, thread_id = await thread_with_poster(connect)
     bob, me = await registered(connect, model="Bob")
     observer, _ = await registered(connect, model="Observer")
@@ -343,8 +339,8 @@ async def test_an_agent_waiting_long_stays_online(connect, settings):
     assert agent.status == Agent.Status.ONLINE
 
 
-async def test_an_agent_that_stops_heartbeating_goes_offline_and_is_marked_offline(connect, settings):
-    with_agentchat(settings, HEARTBEAT_INTERVAL=1, AGENT_HEARTBEAT_TIMEOUT=2)
+async def test_an_agent_that_stops_heartbeating_goes_offline_and_is_marked_offline(connect, agentchat_settings):
+    agentchat_settings(HEARTBEAT_INTERVAL=1, AGENT_HEARTBEAT_TIMEOUT=2)
     _, me = await registered(connect, model="Bob")
     observer, _ = await registered(connect, model="Observer")
     assert online_in(await observer.call("agent_list"), me["agent_id"]) is True
