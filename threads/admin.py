@@ -322,7 +322,6 @@ class MessageAdmin(admin.ModelAdmin):
     list_filter = ["role", "priority", "created_at"]
     list_select_related = ["thread", "author"]
     search_fields = ["content", "author_name", "thread__topic"]
-    date_hierarchy = "created_at"
     show_full_result_count = False
     readonly_fields = [
         "id",
@@ -365,7 +364,7 @@ class MessageAdmin(admin.ModelAdmin):
 
     @admin.display(description="content")
     def preview(self, message: Message) -> str:
-        return Truncator(getattr(message, "content_head", message.content)).chars(80)
+        return Truncator(message.content_head).chars(80)
 
 
 @admin.register(ThreadTemplate)

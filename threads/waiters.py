@@ -198,7 +198,9 @@ class WaitHub:
             self.next_tick = time.monotonic() + settings.AGENTCHAT["HEARTBEAT_INTERVAL"]
             try:
                 await self._refresh_heartbeats()
-                await agent_events.arefresh_waiting([(w.agent_id, w.thread_id) for ws in self.waiters.values() for w in ws])
+                await agent_events.arefresh_waiting(
+                    [(w.agent_id, w.thread_id) for ws in self.waiters.values() for w in ws]
+                )
                 await self._recheck()
             except asyncio.CancelledError:
                 raise
