@@ -5,7 +5,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import ChangeList
-from django.db.models import Count, OuterRef, Subquery
+from django.db.models import Count, Exists, OuterRef, Subquery
 from django.db.models.functions import Substr
 from django.http import HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
@@ -316,10 +316,24 @@ class ThreadAdmin(admin.ModelAdmin):
         self._apply(request, queryset, lambda t: services.set_thread_state(thread_id=t.pk, state="discuss"), "Reopened")
 
 
+class UnansweredFilter(admin.SimpleListFilter):
+    title = "human reply"
+    parameter_name = "unanswered"
+
+    def lookups(self, request, model_admin):
+        return [("urgent", "Urgent, no human reply yet")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "urgent":
+            later_human = Message.objects.filter(thread=OuterRef("thread"), seq__gt=OuterRef("seq"), role="user")
+            return queryset.filter(priority="urgent").exclude(role="user").exclude(Exists(later_human))
+        return queryset
+
+
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
     list_display = ["thread_link", "seq", "author_label", "role", "priority", "preview", "created_at"]
-    list_filter = ["role", "priority", "created_at"]
+    list_filter = ["role", "priority", UnansweredFilter, "created_at"]
     list_select_related = ["thread", "author"]
     search_fields = ["content", "author_name", "thread__topic"]
     show_full_result_count = False
