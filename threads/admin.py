@@ -5,7 +5,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import ChangeList
-from django.db.models import Count, Exists, OuterRef, Subquery
+from django.db.models import Count, OuterRef, Subquery
 from django.db.models.functions import Substr
 from django.http import HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
@@ -325,8 +325,7 @@ class UnansweredFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value() == "urgent":
-            later_human = Message.objects.filter(thread=OuterRef("thread"), seq__gt=OuterRef("seq"), role="user")
-            return queryset.filter(priority="urgent").exclude(role="user").exclude(Exists(later_human))
+            return queryset.filter(pk__in=console.unanswered_urgent())
         return queryset
 
 
