@@ -13,7 +13,9 @@ import time
 
 import pytest
 from channels.testing import ChannelsLiveServerTestCase
+from django.conf import settings
 from django.contrib.auth.models import User
+from django.db import connection, connections
 
 from agentchat.client import AgentChatClient, AgentChatError
 
@@ -58,6 +60,14 @@ class ConsoleInBrowserTests(ChannelsLiveServerTestCase):
 
     @classmethod
     def setUpClass(cls):
+        # The server process is forked: it must not inherit (and share) our
+        # open database connections.
+        connections.close_all()
+        # The server process opens TEST["NAME"] (or "test_" + NAME); point it at
+        # the database this run already uses, whatever its name.
+        test_settings = settings.DATABASES["default"].setdefault("TEST", {})
+        cls.saved_test_name = test_settings.get("NAME")
+        test_settings["NAME"] = connection.settings_dict["NAME"]
         super().setUpClass()
         cls.profile = tempfile.mkdtemp(prefix="agentchat-chromium-")
         options = webdriver.ChromeOptions()
@@ -82,6 +92,7 @@ class ConsoleInBrowserTests(ChannelsLiveServerTestCase):
         cls.browser.quit()
         shutil.rmtree(cls.profile, ignore_errors=True)
         super().tearDownClass()
+        settings.DATABASES["default"]["TEST"]["NAME"] = cls.saved_test_name
 
     def setUp(self):
         User.objects.create_superuser("boss", "boss@example.com", "correct horse")
