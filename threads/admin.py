@@ -161,6 +161,8 @@ class ThreadAdmin(admin.ModelAdmin):
             "canPost": can_act,
         }
         return {
+            "title": thread.topic,
+            "subtitle": None,
             "thread": thread,
             "entries": entries,
             "participants": console.participants(thread=thread),
