@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from uuid import UUID
 
 from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.cache import cache
 
@@ -68,8 +69,7 @@ def _live(entries: dict[str, float] | None, now: float) -> dict[str, float]:
     return {thread: expires for thread, expires in (entries or {}).items() if expires > now}
 
 
-def announce_waiting(*, agent_id: UUID, thread_id: UUID | str, waiting: bool) -> None:
-    """Record and announce that an agent starts (or stops) waiting on a thread. Never raises."""
+def _record_waiting(*, agent_id: UUID | str, thread_id: UUID | str, waiting: bool) -> None:
     now, ttl, key = time.time(), _waiting_ttl(), _waiting_key(agent_id)
     try:
         entries = _live(cache.get(key), now)
@@ -83,10 +83,33 @@ def announce_waiting(*, agent_id: UUID, thread_id: UUID | str, waiting: bool) ->
             cache.delete(key)
     except Exception:
         logger.warning("Could not record a wait in the cache", exc_info=True)
-    group_send(
-        PRESENCE_GROUP,
-        {"type": "agent.waiting", "agent_id": str(agent_id), "thread_id": str(thread_id), "is_waiting": waiting},
-    )
+
+
+def _waiting_event(*, agent_id: UUID | str, thread_id: UUID | str, waiting: bool) -> dict:
+    return {"type": "agent.waiting", "agent_id": str(agent_id), "thread_id": str(thread_id), "is_waiting": waiting}
+
+
+def announce_waiting(*, agent_id: UUID, thread_id: UUID | str, waiting: bool) -> None:
+    """Record and announce that an agent starts (or stops) waiting on a thread. Never raises."""
+    _record_waiting(agent_id=agent_id, thread_id=thread_id, waiting=waiting)
+    group_send(PRESENCE_GROUP, _waiting_event(agent_id=agent_id, thread_id=thread_id, waiting=waiting))
+
+
+async def aannounce_waiting(*, agent_id: UUID, thread_id: UUID | str, waiting: bool) -> None:
+    """announce_waiting for the event loop of a server process.
+
+    The cache call runs on the process's one thread for synchronous work (the
+    one database_sync_to_async uses): no extra threads. The event is sent from
+    the loop itself.
+    """
+    await sync_to_async(_record_waiting)(agent_id=agent_id, thread_id=thread_id, waiting=waiting)
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        await layer.group_send(PRESENCE_GROUP, _waiting_event(agent_id=agent_id, thread_id=thread_id, waiting=waiting))
+    except Exception:
+        logger.warning("Could not announce a wait", exc_info=True)
 
 
 def refresh_waiting(pairs: Iterable[tuple[UUID, str]]) -> None:
@@ -124,5 +147,4 @@ def waiting_threads(agent_ids: Iterable[UUID | str]) -> dict[str, set[str]]:
     return {a: threads for a, threads in found.items() if threads}
 
 
-aannounce_waiting = sync_to_async(announce_waiting, thread_sensitive=False)
-arefresh_waiting = sync_to_async(refresh_waiting, thread_sensitive=False)
+arefresh_waiting = sync_to_async(refresh_waiting)  # on the process's thread for synchronous work

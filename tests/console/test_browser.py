@@ -10,9 +10,13 @@ import shutil
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from asgiref.sync import SyncToAsync
+from channels.layers import channel_layers
 from channels.testing import ChannelsLiveServerTestCase
+from daphne.testing import DaphneProcess
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connection, connections
@@ -55,8 +59,23 @@ class AgentLoop:
         self.thread.join(5)
 
 
+class FreshDaphneProcess(DaphneProcess):
+    """A forked server that does not inherit this process's async machinery.
+
+    Threads do not survive a fork: the executor that runs ORM calls for async
+    code, and channel layers bound to this process's event loops, would be
+    dead in the child after earlier async tests ran here.
+    """
+
+    def run(self):
+        SyncToAsync.single_thread_executor = ThreadPoolExecutor(max_workers=1)
+        channel_layers.backends.clear()
+        super().run()
+
+
 class ConsoleInBrowserTests(ChannelsLiveServerTestCase):
     host = "localhost"
+    ProtocolServerProcess = FreshDaphneProcess
 
     @classmethod
     def setUpClass(cls):
