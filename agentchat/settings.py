@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "agentchat",
     "agents",
     "threads",
+    "console",  # the live console in the admin (conversation screen, presence, dashboard)
 ]
 
 MIDDLEWARE = [
@@ -156,6 +157,16 @@ else:
             "CONFIG": {"capacity": 1000},
         }
     }
+
+# --- Cache ---------------------------------------------------------------------
+
+# Holds who is waiting in msg_wait now (agents/events.py), which every server
+# process must see: Redis when REDIS_URL is set, else this process's memory
+# (the single-process default).
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # --- AgentChat ----------------------------------------------------------------
 

@@ -184,13 +184,19 @@ def test_mark_offline_action_marks_exactly_the_selected_agents_without_rewriting
     assert announced == [selected.pk]
 
 
-def test_revoke_token_action_stops_the_old_token(admin_client, make_agent):
+def test_rotate_token_action_stops_the_old_token_and_shows_the_new_one_once(admin_client, make_agent):
     agent, token = make_agent()
     assert agent_services.authenticate(agent_id=str(agent.pk), token=token).pk == agent.pk
     response = admin_client.post(
         reverse("admin:agents_agent_changelist"), {"action": "rotate_token", "_selected_action": [agent.pk]}
     )
-    assert response.status_code == 302
+    assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"]
+    new_token = response.context["rotated"][0]["token"]
+    assert new_token in response.content.decode()
+    assert agent_services.authenticate(agent_id=str(agent.pk), token=new_token).pk == agent.pk
+    agent.refresh_from_db()
+    assert new_token not in str(agent.__dict__)  # only its hash is stored
     with pytest.raises(InvalidCredentials):
         agent_services.authenticate(agent_id=str(agent.pk), token=token)
 
@@ -207,7 +213,7 @@ def test_a_human_posts_into_a_thread_from_the_admin(admin_client, bus):
     thread = bus["thread"]
     url = reverse("admin:threads_thread_post", args=[thread.pk])
     assert (
-        "Post as a human" in admin_client.get(reverse("admin:threads_thread_change", args=[thread.pk])).content.decode()
+        f'action="{url}"' in admin_client.get(reverse("admin:threads_thread_change", args=[thread.pk])).content.decode()
     )
     assert admin_client.get(url).status_code == 200
 

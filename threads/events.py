@@ -22,3 +22,24 @@ def message_event(*, thread_id: UUID, seq: int, targets: list[str]) -> dict[str,
 
 def broadcast_message(*, thread_id: UUID, seq: int, targets: list[str]) -> None:
     group_send(thread_group(thread_id), message_event(thread_id=thread_id, seq=seq, targets=targets))
+    group_send(CONSOLE_GROUP, activity_event(thread_id=thread_id, seq=seq))
+
+
+# The live console (console/consumers.py) listens here for activity in any
+# thread: one more small event per post, sent to a group that holds only the
+# sockets of staff with a console open.
+CONSOLE_GROUP = "agentchat.console"
+
+
+def activity_event(*, thread_id: UUID | str, seq: int | None = None, status: str | None = None) -> dict[str, Any]:
+    return {"type": "console.activity", "thread_id": str(thread_id), "seq": seq, "status": status}
+
+
+def state_event(*, thread_id: UUID | str, status: str) -> dict[str, Any]:
+    return {"type": "thread.state", "thread_id": str(thread_id), "status": status}
+
+
+def broadcast_state(*, thread_id: UUID | str, status: str) -> None:
+    """Tell everyone watching a thread that its status changed (after the change commits)."""
+    group_send(thread_group(thread_id), state_event(thread_id=thread_id, status=status))
+    group_send(CONSOLE_GROUP, activity_event(thread_id=thread_id, status=status))

@@ -50,6 +50,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from agents import events as agent_events
 from agents import services as agent_services
 from threads import selectors, services
 from threads.events import thread_group
@@ -215,6 +216,9 @@ class WaitingRoom:
             self.next_tick = time.monotonic() + settings.AGENTCHAT["HEARTBEAT_INTERVAL"]
             try:
                 await self._refresh_heartbeats()
+                await agent_events.arefresh_waiting(
+                    [(w.agent_id, w.thread_id) for ws in self.waiters.values() for w in ws]
+                )
                 await self._recheck()
             except asyncio.CancelledError:
                 raise
@@ -254,6 +258,7 @@ async def wait_for_messages(
         agent=agent, thread_id=thread_id, after_seq=after_seq, limit=limit, for_agent=for_agent, finish=False
     )
     waiter = await room.open(thread_id=thread_id, agent_id=agent.pk, after_seq=after_seq, for_agent=for_agent)
+    announced = False  # "waiting now" is announced only by a wait that goes to sleep
     try:
         await room.cover_heartbeat(agent.pk)
         deadline = time.monotonic() + timeout
@@ -261,11 +266,16 @@ async def wait_for_messages(
         while result.sync is None:
             waiter.seen_seq = max(waiter.seen_seq, result.read_seq)
             remaining = deadline - time.monotonic()
+            if not announced and remaining > 0:
+                announced = True
+                await agent_events.aannounce_waiting(agent_id=agent.pk, thread_id=thread_id, waiting=True)
             if remaining <= 0 or not await waiter.sleep(remaining):
                 break
             result = await room.serve(request)
     finally:
         await room.close(waiter)
+        if announced:
+            await agent_events.aannounce_waiting(agent_id=agent.pk, thread_id=thread_id, waiting=False)
     if result.sync is None:  # timed out: end with whatever is there (usually nothing) and a fresh token
         result = await room.serve(replace(request, finish=True))
     return result
