@@ -1,4 +1,4 @@
-"""Thread events on the channel layer: the wake-ups of msg_wait."""
+"""Thread events on the channel layer: the wake-ups of msg_wait, and edits announced to observers."""
 
 import re
 from typing import Any
@@ -22,3 +22,20 @@ def message_event(*, thread_id: UUID, seq: int, targets: list[str]) -> dict[str,
 
 def broadcast_message(*, thread_id: UUID, seq: int, targets: list[str]) -> None:
     group_send(thread_group(thread_id), message_event(thread_id=thread_id, seq=seq, targets=targets))
+
+
+def edit_event(*, thread_id: UUID, msg_id: UUID, seq: int, edit_version: int) -> dict[str, Any]:
+    """The announcement sent after an edit commits. Waiters ignore it: an edit is not a new message."""
+    return {
+        "type": "thread.edit",
+        "thread_id": str(thread_id),
+        "msg_id": str(msg_id),
+        "seq": seq,
+        "edit_version": edit_version,
+    }
+
+
+def broadcast_edit(*, thread_id: UUID, msg_id: UUID, seq: int, edit_version: int) -> None:
+    group_send(
+        thread_group(thread_id), edit_event(thread_id=thread_id, msg_id=msg_id, seq=seq, edit_version=edit_version)
+    )
