@@ -40,7 +40,7 @@ def react(*, agent: Agent, msg_id: str, reaction: str) -> tuple[Reaction, bool]:
     """Add `agent`'s reaction to a message; reacting twice returns the first one. True when stored now."""
     reaction = clean_reaction(reaction)
     message = _message_for_reaction(msg_id)
-    existing = Reaction.objects.filter(message=message, agent=agent, reaction=reaction).first()
+    existing = Reaction.objects.filter(message=message, agent=agent, reaction=reaction).select_related("agent").first()
     if existing is not None:
         return existing, False
     if Reaction.objects.filter(message=message).count() >= MAX_REACTIONS_PER_MESSAGE:
