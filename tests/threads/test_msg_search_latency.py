@@ -50,7 +50,8 @@ def generate(agent) -> list[Thread]:
             """
             WITH words AS (SELECT array_agg(word ORDER BY i) AS w FROM vocab)
             INSERT INTO threads_message
-                (id, thread_id, seq, author_id, author_name, role, content, priority, metadata, created_at, edit_version)
+                (id, thread_id, seq, author_id, author_name, role, content, priority, metadata,
+                 created_at, edit_version)
             SELECT gen_random_uuid(), t.id, s.seq, NULL, 'bench', 'assistant',
                    (SELECT string_agg(words.w[1 + floor(2000 * power(random(), 3))::int + 0 * k], ' ')
                       FROM generate_series(1, 20 + (random() * 60)::int + 0 * s.seq) k)
