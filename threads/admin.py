@@ -192,7 +192,7 @@ class MessageAdmin(admin.ModelAdmin):
 
     inlines = [MessageEditInline, ReactionInline]
     # Searching the messages uses the full-text index, human-only messages included.
-    search_help_text = "Full-text search: messages holding every word, best matches first (at most 200)."
+    search_help_text = "Full-text search: the messages holding every word (the 200 best matches)."
     search_limit = 200
 
     def has_add_permission(self, request) -> bool:
