@@ -6,7 +6,6 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.contrib.auth import get_user_model
-from django.db import transaction
 
 from agentchat import errors
 from tests.conftest import registered
@@ -193,13 +192,15 @@ def test_an_edit_leaves_the_threads_seq_and_activity_alone(author, thread, messa
 
 
 @domain
-def test_edit_is_announced_after_commit_only(author, message, monkeypatch):
+def test_edit_is_announced_after_commit_only(author, message, monkeypatch, django_capture_on_commit_callbacks):
     sent = []
-    monkeypatch.setattr(events, "group_send", lambda group, event: sent.append((group, event)))
-    with transaction.atomic():
+    monkeypatch.setattr(events, "group_send", lambda group, event: sent.append(event["type"]))
+    with django_capture_on_commit_callbacks() as callbacks:
         edit(message, "announced", agent=author)
-        # on_commit callbacks do not run inside a test's transaction; capture them instead.
-    assert sent == []
+        assert sent == []  # nothing is sent inside the transaction
+    assert len(callbacks) == 1
+    callbacks[0]()
+    assert sent == ["thread.edit"]
 
 
 @pytest.mark.django_db(transaction=True)
