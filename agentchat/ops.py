@@ -24,15 +24,23 @@ from agentchat.protocol import Args
 from agents import services as agent_services
 from agents.models import Agent
 from agents.serializers import agent_to_dict
-from threads import selectors, services
-from threads.models import Message, Thread
-from threads.serializers import message_to_dict, messages_to_list, thread_to_dict
+from threads import search, selectors, services
+from threads.models import Message, Thread, ThreadTemplate
+from threads.serializers import (
+    edit_to_dict,
+    message_to_dict,
+    messages_to_list,
+    reaction_to_dict,
+    template_to_dict,
+    thread_to_dict,
+)
 from threads.waiting_room import wait_for_messages
 
 logger = logging.getLogger("agentchat.ops")
 
 PROTOCOL_VERSION = 1
 MAX_WAIT_MS = 3_600_000
+MAX_SEARCH_QUERY_CHARS = 1000
 
 db = database_sync_to_async
 
@@ -300,9 +308,8 @@ async def msg_list(session: Session, args: Args) -> dict[str, Any]:
 
 @op("msg_get")
 async def msg_get(session: Session, args: Args) -> dict[str, Any]:
-    message = await db(selectors.get_message)(msg_id=args.id("msg_id", required=True))
-    # Reactions arrive with msg_react; until then a message has none.
-    return {"message": message_to_dict(message), "reactions": []}
+    message, reactions = await db(selectors.message_with_reactions)(msg_id=args.id("msg_id", required=True))
+    return {"message": message_to_dict(message), "reactions": [reaction_to_dict(r) for r in reactions]}
 
 
 @op("msg_wait")
@@ -321,3 +328,72 @@ async def msg_wait(session: Session, args: Args) -> dict[str, Any]:
         limit=args.limit("limit", default=100, maximum=1000),
     )
     return {"messages": messages_to_list(result.messages), "has_more": result.has_more, **result.sync.as_dict()}
+
+
+@op("msg_edit")
+async def msg_edit(session: Session, args: Args) -> dict[str, Any]:
+    edited = await db(services.edit_message)(
+        msg_id=args.id("msg_id", required=True), content=args.text("content", required=True), agent=session.agent
+    )
+    return {"message": message_to_dict(edited.message), "no_change": not edited.changed}
+
+
+@op("msg_edit_history")
+async def msg_edit_history(session: Session, args: Args) -> dict[str, Any]:
+    message, edits = await db(selectors.edit_history)(msg_id=args.id("msg_id", required=True))
+    # The old content of a human-only message is as hidden from agents as its content.
+    return {"msg_id": str(message.pk), "edits": [edit_to_dict(e, hidden=message.is_human_only) for e in edits]}
+
+
+@op("msg_react")
+async def msg_react(session: Session, args: Args) -> dict[str, Any]:
+    reaction, created = await db(services.react)(
+        agent=session.agent,
+        msg_id=args.id("msg_id", required=True),
+        reaction=args.str("reaction", required=True, max_length=services.MAX_REACTION_CHARS),
+    )
+    return {"reaction": reaction_to_dict(reaction), "created": created}
+
+
+@op("msg_unreact")
+async def msg_unreact(session: Session, args: Args) -> dict[str, Any]:
+    removed = await db(services.unreact)(
+        agent=session.agent,
+        msg_id=args.id("msg_id", required=True),
+        reaction=args.str("reaction", required=True, max_length=services.MAX_REACTION_CHARS),
+    )
+    return {"removed": removed}
+
+
+@op("msg_search")
+async def msg_search(session: Session, args: Args) -> dict[str, Any]:
+    hits, next_cursor = await db(search.search_messages)(
+        query=args.str("query", required=True, max_length=MAX_SEARCH_QUERY_CHARS),
+        thread_id=args.id("thread_id"),
+        limit=args.limit("limit", default=20, maximum=100),
+        cursor=args.str("cursor", max_length=200),
+    )
+    return {
+        "results": [
+            {"message": message_to_dict(hit.message), "snippet": hit.snippet, "rank": hit.rank} for hit in hits
+        ],
+        "next_cursor": next_cursor,
+        "has_more": next_cursor is not None,
+    }
+
+
+# --- templates --------------------------------------------------------------------
+
+
+@op("template_list")
+async def template_list(session: Session, args: Args) -> dict[str, Any]:
+    templates = await db(selectors.list_templates)()
+    return {"templates": [template_to_dict(template) for template in templates]}
+
+
+@op("template_get")
+async def template_get(session: Session, args: Args) -> dict[str, Any]:
+    template = await db(selectors.get_template)(
+        template_id=args.str("template_id", required=True, max_length=max_length(ThreadTemplate, "id"))
+    )
+    return {"template": template_to_dict(template)}

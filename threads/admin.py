@@ -18,8 +18,46 @@ from django.utils.text import Truncator
 from agentchat.errors import ProtocolError
 from console import selectors as console
 from console.names import agent_label
-from threads import events, services
-from threads.models import Message, ReplyToken, Thread, ThreadTemplate
+from threads import events, search, services
+from threads.models import Message, MessageEdit, Reaction, ReplyToken, Thread, ThreadTemplate
+
+
+class EditContentForm(forms.Form):
+    content = forms.CharField(widget=forms.Textarea(attrs={"rows": 12, "cols": 80}), strip=False)
+
+
+class MessageEditInline(admin.TabularInline):
+    """The message's earlier contents, oldest first (append-only)."""
+
+    model = MessageEdit
+    fields = ["version", "old_content", "editor_name", "created_at"]
+    readonly_fields = fields
+    ordering = ["version"]
+    extra = 0
+    can_delete = False
+    verbose_name = "earlier content"
+    verbose_name_plural = "edit history"
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class ReactionInline(admin.TabularInline):
+    model = Reaction
+    fields = ["reaction", "agent", "created_at"]
+    readonly_fields = fields
+    ordering = ["created_at", "pk"]
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
 
 
 class HumanPostForm(forms.Form):
@@ -355,11 +393,58 @@ class MessageAdmin(admin.ModelAdmin):
         "edit_version",
     ]
 
+    inlines = [MessageEditInline, ReactionInline]
+    # Searching the messages uses the full-text index, human-only messages included.
+    search_help_text = "Full-text search: the messages holding every word (the 200 best matches)."
+    search_limit = 200
+
     def has_add_permission(self, request) -> bool:
         return False
 
     def has_change_permission(self, request, obj=None) -> bool:
-        return False  # messages are a log; edits go through msg_edit
+        return False  # messages are a log; content changes only through the edit page (edit_message)
+
+    def get_search_results(self, request, queryset, search_term):
+        if not search_term.strip():
+            return queryset, False
+        try:
+            hits, _ = search.search_messages(query=search_term, limit=self.search_limit, include_human_only=True)
+        except ProtocolError as error:
+            self.message_user(request, error.message, messages.WARNING)
+            return queryset.none(), False
+        return queryset.filter(pk__in=[hit.message.pk for hit in hits]), False
+
+    def get_urls(self):
+        edit = self.admin_site.admin_view(self.edit_content_view)
+        return [path("<uuid:pk>/edit-content/", edit, name="threads_message_edit_content"), *super().get_urls()]
+
+    def edit_content_view(self, request, pk):
+        """Let a staff user replace a message's content; the old content joins the edit history."""
+        message = get_object_or_404(Message, pk=pk)
+        if not request.user.has_perm("threads.change_message"):
+            return redirect("admin:threads_message_change", pk)
+        form = EditContentForm(request.POST or None, initial={"content": message.content})
+        if request.method == "POST" and form.is_valid():
+            try:
+                edited = services.edit_message(
+                    msg_id=str(message.pk), content=form.cleaned_data["content"], staff_user=request.user
+                )
+            except ProtocolError as error:
+                form.add_error("content", error.message)
+            else:
+                if edited.changed:
+                    self.message_user(request, f"Saved version {edited.message.edit_version}.", messages.SUCCESS)
+                else:
+                    self.message_user(request, "The content is unchanged; nothing was saved.", messages.INFO)
+                return redirect("admin:threads_message_change", pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "message": message,
+            "form": form,
+            "title": f"Edit message {message}",
+        }
+        return TemplateResponse(request, "admin/threads/message/edit_content.html", context)
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False  # a thread's history changes only through the domain
@@ -384,7 +469,9 @@ class MessageAdmin(admin.ModelAdmin):
 
 @admin.register(ThreadTemplate)
 class ThreadTemplateAdmin(admin.ModelAdmin):
-    list_display = ["id", "name", "created_at"]
+    """Templates agents list with template_list and apply with thread_create; the built-ins come from a migration."""
+
+    list_display = ["id", "name", "description", "created_at"]
     search_fields = ["id", "name", "description"]
 
 

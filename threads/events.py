@@ -1,4 +1,4 @@
-"""Thread events on the channel layer: the wake-ups of msg_wait."""
+"""Thread events on the channel layer: the wake-ups of msg_wait, and edits announced to observers."""
 
 import re
 from typing import Any
@@ -43,3 +43,20 @@ def broadcast_state(*, thread_id: UUID | str, status: str) -> None:
     """Tell everyone watching a thread that its status changed (after the change commits)."""
     group_send(thread_group(thread_id), state_event(thread_id=thread_id, status=status))
     group_send(CONSOLE_GROUP, activity_event(thread_id=thread_id, status=status))
+
+
+def edit_event(*, thread_id: UUID, msg_id: UUID, seq: int, edit_version: int) -> dict[str, Any]:
+    """The announcement sent after an edit commits. Waiters ignore it: an edit is not a new message."""
+    return {
+        "type": "thread.edit",
+        "thread_id": str(thread_id),
+        "msg_id": str(msg_id),
+        "seq": seq,
+        "edit_version": edit_version,
+    }
+
+
+def broadcast_edit(*, thread_id: UUID, msg_id: UUID, seq: int, edit_version: int) -> None:
+    group_send(
+        thread_group(thread_id), edit_event(thread_id=thread_id, msg_id=msg_id, seq=seq, edit_version=edit_version)
+    )

@@ -1,5 +1,6 @@
 import uuid
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -12,6 +13,12 @@ def addressees(metadata: dict | None) -> list[str]:
     if metadata.get("handoff_target"):
         targets.append(metadata["handoff_target"])
     return targets
+
+
+# Messages whose content agents never see (metadata.visibility, set by humans only).
+# The has_key test keeps `exclude(HUMAN_ONLY)` true for messages without the key:
+# comparing a missing key gives SQL NULL, and NOT NULL would drop them.
+HUMAN_ONLY = Q(metadata__has_key="visibility", metadata__visibility="human_only")
 
 
 class ThreadTemplate(models.Model):
@@ -128,6 +135,51 @@ class Message(models.Model):
     @property
     def is_human_only(self) -> bool:
         return self.metadata.get("visibility") == "human_only"
+
+
+class MessageEdit(models.Model):
+    """One edit of a message: the content it replaced. Append-only, like the messages."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="edits")
+    # The edit_version this edit gave the message (1 for the first edit).
+    version = models.PositiveIntegerField()
+    old_content = models.TextField()
+    # An agent (msg_edit) or a staff user (the admin); the name stays when either goes.
+    editor_agent = models.ForeignKey(
+        "agents.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="message_edits"
+    )
+    editor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="message_edits"
+    )
+    editor_name = models.CharField(max_length=200)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["message", "version"]
+        constraints = [
+            models.UniqueConstraint(fields=["message", "version"], name="messageedit_message_version_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.message} v{self.version}"
+
+
+class Reaction(models.Model):
+    """A short free-form reaction by an agent to a message; one of each string per agent."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="reactions")
+    agent = models.ForeignKey("agents.Agent", on_delete=models.CASCADE, related_name="reactions")
+    reaction = models.CharField(max_length=32)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["message", "created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["message", "agent", "reaction"], name="reaction_message_agent_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reaction} on {self.message}"
 
 
 class ReplyToken(models.Model):

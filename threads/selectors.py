@@ -12,7 +12,7 @@ from django.db.models import Q
 from django.utils.dateparse import parse_datetime
 
 from agentchat.errors import BadRequest, NotFound
-from threads.models import Message, Thread, addressees
+from threads.models import Message, MessageEdit, Reaction, Thread, ThreadTemplate, addressees
 
 # Messages scanned per query when msg_wait filters by for_agent.
 _SCAN_BATCH = 500
@@ -30,6 +30,29 @@ def get_message(*, msg_id: str | UUID) -> Message:
         return Message.objects.get(pk=msg_id)
     except (Message.DoesNotExist, ValidationError, ValueError):
         raise NotFound("message") from None
+
+
+def message_with_reactions(*, msg_id: str | UUID) -> tuple[Message, list[Reaction]]:
+    """msg_get: a message and its reactions, oldest first."""
+    message = get_message(msg_id=msg_id)
+    return message, list(message.reactions.select_related("agent").order_by("created_at", "pk"))
+
+
+def edit_history(*, msg_id: str | UUID) -> tuple[Message, list[MessageEdit]]:
+    """msg_edit_history: a message and its edits, oldest first."""
+    message = get_message(msg_id=msg_id)
+    return message, list(message.edits.select_related("editor_agent").order_by("version"))
+
+
+def list_templates() -> list[ThreadTemplate]:
+    return list(ThreadTemplate.objects.order_by("name", "pk"))
+
+
+def get_template(*, template_id: str) -> ThreadTemplate:
+    template = ThreadTemplate.objects.filter(pk=template_id).first()
+    if template is None:
+        raise NotFound("template")
+    return template
 
 
 def list_messages(*, thread: Thread, after_seq: int = 0, limit: int = 100) -> list[Message]:

@@ -3,7 +3,7 @@
 from typing import Any
 
 from agents.serializers import iso
-from threads.models import Message, Thread
+from threads.models import Message, MessageEdit, Reaction, Thread, ThreadTemplate
 
 HIDDEN_CONTENT = "[human-only content hidden]"
 
@@ -47,3 +47,34 @@ def message_to_dict(message: Message, *, for_agent: bool = True) -> dict[str, An
 
 def messages_to_list(messages: list[Message]) -> list[dict[str, Any]]:
     return [message_to_dict(m) for m in messages]
+
+
+def edit_to_dict(edit: MessageEdit, *, hidden: bool) -> dict[str, Any]:
+    """One edit of a message: `version` is the edit_version it produced, `old_content` what it replaced."""
+    return {
+        "version": edit.version,
+        "old_content": HIDDEN_CONTENT if hidden else edit.old_content,
+        "edited_by": str(edit.editor_agent_id) if edit.editor_agent_id else None,
+        "editor_name": edit.editor_name,
+        "created_at": iso(edit.created_at),
+    }
+
+
+def reaction_to_dict(reaction: Reaction) -> dict[str, Any]:
+    return {
+        "reaction": reaction.reaction,
+        "agent_id": str(reaction.agent_id),
+        "agent_name": reaction.agent.name,
+        "created_at": iso(reaction.created_at),
+    }
+
+
+def template_to_dict(template: ThreadTemplate) -> dict[str, Any]:
+    return {
+        "template_id": template.pk,
+        "name": template.name,
+        "description": template.description,
+        "system_prompt": template.system_prompt,
+        "default_metadata": template.default_metadata or {},
+        "created_at": iso(template.created_at),
+    }

@@ -5,11 +5,14 @@ The threads' domain, split by job:
 - `lifecycle`: creating threads, state changes, closing (also idle ones, for cron) and archiving;
 - `joining`: bus_connect and joining a thread;
 - `posting`: where a message gets its seq (agents' posts under the sync rules, humans' posts);
-- `waits`: msg_wait's batched reads and the tokens that end waits.
+- `waits`: msg_wait's batched reads and the tokens that end waits;
+- `editing`: edits of a message's content, with their history;
+- `reactions`: adding and removing reactions.
 
 Callers import the functions from here.
 """
 
+from threads.services.editing import Edited, edit_message
 from threads.services.joining import BUS_GUIDANCE, Joined, bus_connect, join_thread
 from threads.services.lifecycle import (
     archive_thread,
@@ -21,12 +24,16 @@ from threads.services.lifecycle import (
     set_thread_state,
 )
 from threads.services.posting import STOP_REASONS, post_human_message, post_message
+from threads.services.reactions import MAX_REACTION_CHARS, MAX_REACTIONS_PER_MESSAGE, react, unreact
 from threads.services.reply_tokens import SyncContext, issue_reply_token, issue_reply_tokens, purge_reply_tokens
 from threads.services.waits import WaitRequest, WaitResult, finish_wait, serve_waits
 
 __all__ = [
     "BUS_GUIDANCE",
+    "MAX_REACTIONS_PER_MESSAGE",
+    "MAX_REACTION_CHARS",
     "STOP_REASONS",
+    "Edited",
     "Joined",
     "SyncContext",
     "WaitRequest",
@@ -37,6 +44,7 @@ __all__ = [
     "close_thread",
     "close_threads",
     "create_thread",
+    "edit_message",
     "finish_wait",
     "idle_threads",
     "issue_reply_token",
@@ -45,6 +53,8 @@ __all__ = [
     "post_human_message",
     "post_message",
     "purge_reply_tokens",
+    "react",
     "serve_waits",
     "set_thread_state",
+    "unreact",
 ]

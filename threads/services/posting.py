@@ -25,7 +25,7 @@ from agentchat.errors import (
     ThreadClosed,
 )
 from agents.models import Agent
-from threads import events, selectors
+from threads import events, search, selectors
 from threads.content_filter import find_secret
 from threads.models import Message, Thread, addressees
 from threads.serializers import messages_to_list
@@ -51,6 +51,18 @@ def clean_content(content: str) -> str:
     if len(content) > limit:
         raise PayloadTooLarge(f"content is longer than {limit} characters.", field="content", limit=limit)
     return content
+
+
+def check_content(content: str) -> None:
+    """Apply the content filter: ContentBlocked when the content looks like it holds a secret.
+
+    Posts and edits alike pass through here (after clean_content).
+    """
+    if not settings.AGENTCHAT["CONTENT_FILTER_ENABLED"]:
+        return
+    pattern = find_secret(content)
+    if pattern is not None:
+        raise ContentBlocked(f"The content looks like it holds a secret ({pattern}).", pattern=pattern)
 
 
 def clean_metadata(metadata: dict[str, Any] | None, *, from_human: bool) -> dict[str, Any]:
@@ -114,16 +126,14 @@ def append_message(
 
     In order: refuse a closed thread, apply an agent author's rate limit and
     the content filter, check the message replied to, then give the message
-    the next seq, store it, and wake the thread's waiters after commit.
+    the next seq, store it, index it for search, and wake the thread's
+    waiters after commit.
     """
     if not thread.is_open:
         raise ThreadClosed(f"The thread is {thread.status}.")
     if author is not None:
         _check_rate_limit(author, now)
-    if settings.AGENTCHAT["CONTENT_FILTER_ENABLED"]:
-        pattern = find_secret(content)
-        if pattern is not None:
-            raise ContentBlocked(f"The content looks like it holds a secret ({pattern}).", pattern=pattern)
+    check_content(content)
     reply_to = None
     if reply_to_msg_id is not None:
         reply_to = selectors.get_message(msg_id=reply_to_msg_id)
@@ -146,6 +156,7 @@ def append_message(
         metadata=metadata,
         client_msg_id=client_msg_id,
     )
+    search.index_message(message, created=True)
     thread_pk, seq, targets = thread.pk, message.seq, addressees(message.metadata)
     transaction.on_commit(lambda: events.broadcast_message(thread_id=thread_pk, seq=seq, targets=targets))
     return message
