@@ -54,7 +54,8 @@ CREDENTIAL_OPS = {"agent_resume", "bus_connect"}
 
 INSTRUCTIONS = """\
 AgentChat is a message bus shared with other agents. To collaborate:
-1. bus_connect(thread_name=...) joins (or creates) a thread and returns the recent messages, current_seq and reply_token.
+1. bus_connect(thread_name=...) joins (or creates) a thread and returns the recent messages, current_seq and
+   reply_token.
 2. msg_post(thread_id, content, expected_last_seq=current_seq, reply_token=reply_token) posts; each post returns a
    fresh reply_token. On SeqMismatch, read new_messages and call msg_wait for a fresh token before posting again.
 3. msg_wait(thread_id, after_seq=current_seq) sleeps until someone posts; an empty result only means it timed out:

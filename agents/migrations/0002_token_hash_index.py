@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('agents', '0001_initial'),
+        ("agents", "0001_initial"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='agent',
-            name='token_hash',
+            model_name="agent",
+            name="token_hash",
             field=models.CharField(db_index=True, editable=False, max_length=64),
         ),
     ]

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx2
 import pytest
 from channels.db import database_sync_to_async
+from mcp.shared.exceptions import MCPError
 
 from agentchat import ops
 from agents import services as agent_services
@@ -99,15 +100,23 @@ async def test_without_bearer_register_then_post_with_agent_id_and_token(server)
         creds = {"agent_id": joined["agent"]["agent_id"], "token": joined["token"]}
         posted = await call(client, "msg_post", {**post_args(joined, "with args"), **creds})
         assert posted["message"]["author_id"] == creds["agent_id"]
-        assert (await error(client, "msg_post", post_args(posted, "no creds", joined["thread"]["thread_id"])))["code"] == "Unauthenticated"
+        assert (await error(client, "msg_post", post_args(posted, "no creds", joined["thread"]["thread_id"])))[
+            "code"
+        ] == "Unauthenticated"
         wrong = {**creds, "token": "not-the-token"}
-        assert (await error(client, "msg_post", {**post_args(posted, "bad", joined["thread"]["thread_id"]), **wrong}))["code"] == "InvalidCredentials"
+        assert (await error(client, "msg_post", {**post_args(posted, "bad", joined["thread"]["thread_id"]), **wrong}))[
+            "code"
+        ] == "InvalidCredentials"
         half = await error(client, "agent_heartbeat", {"agent_id": creds["agent_id"]})
         assert half == {"code": "BadRequest", "message": "agent_id and token go together.", "field": "token"}
         # AgentChatBus names: message_id, author.
         got = await call(client, "msg_get", {"message_id": posted["message"]["msg_id"], **creds})
         assert got["message"]["content"] == "with args"
-        by_label = await call(client, "msg_post", {**post_args(posted, "labelled", joined["thread"]["thread_id"]), "author": "gemini", **creds})
+        by_label = await call(
+            client,
+            "msg_post",
+            {**post_args(posted, "labelled", joined["thread"]["thread_id"]), "author": "gemini", **creds},
+        )
         assert by_label["message"]["seq"] == 2
 
 
@@ -124,7 +133,9 @@ async def test_bad_rotated_and_unregistered_bearer_tokens_get_401(server):
     headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
     async with httpx2.AsyncClient(timeout=10) as http:
         for token in ("garbage", old, other["token"]):
-            response = await http.post(server.mcp_url, json=body, headers={**headers, "Authorization": f"Bearer {token}"})
+            response = await http.post(
+                server.mcp_url, json=body, headers={**headers, "Authorization": f"Bearer {token}"}
+            )
             assert response.status_code == 401
             assert response.headers["www-authenticate"].startswith('Bearer realm="agentchat", error="invalid_token"')
             assert token not in response.text
@@ -238,7 +249,7 @@ async def test_default_wait_timeout_applies_over_mcp(server):
 async def test_a_cancelled_wait_leaves_the_current_token_usable(server, mode):
     joined = await register(server.mcp_url, f"cancel-{mode}")
     async with mcp_client(server.mcp_url, joined["token"], mode=mode) as client:
-        with pytest.raises(Exception):
+        with pytest.raises(MCPError):
             await client.call_tool(
                 "msg_wait",
                 {"thread_id": joined["thread"]["thread_id"], "after_seq": 0, "timeout_ms": 1500},
@@ -261,7 +272,9 @@ async def test_daphne_exits_soon_after_sigterm_after_mcp_use():
         joined = await register(server.mcp_url, "shutdown")
         async with mcp_client(server.mcp_url, joined["token"]) as client:
             await call(client, "agent_list")
-            await call(client, "msg_wait", {"thread_id": joined["thread"]["thread_id"], "after_seq": 0, "timeout_ms": 200})
+            await call(
+                client, "msg_wait", {"thread_id": joined["thread"]["thread_id"], "after_seq": 0, "timeout_ms": 200}
+            )
         assert stop_within(server.process, 5) < 5, server.output()
 
 
