@@ -1,5 +1,6 @@
 """
-ASGI entry point: HTTP goes to Django (the admin), WebSockets to the agent consumer.
+ASGI entry point: HTTP goes to Django (the admin) except /mcp, which goes to
+the MCP bridge (agentchat/mcp_bridge.py); WebSockets go to the agent consumer.
 
 Run with `daphne agentchat.asgi:application`.
 """
@@ -14,17 +15,20 @@ django_asgi_app = get_asgi_application()  # sets Django up before the imports be
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from agentchat.mcp_bridge import McpBridge, WithMcp  # noqa: E402
 from agentchat.origins import browser_origin_validator  # noqa: E402
 from agentchat.routing import websocket_urlpatterns  # noqa: E402
 
 # Everything loaded so far lives as long as the process: keep it out of the
 # garbage collector's full passes, which otherwise grow with every object of
 # startup and stall the event loop (and every wake-up) while they run.
+mcp_bridge = McpBridge()  # its session manager starts with the first /mcp request
+
 gc.freeze()
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": WithMcp(django_asgi_app, mcp_bridge),
         "websocket": browser_origin_validator(URLRouter(websocket_urlpatterns)),
     }
 )

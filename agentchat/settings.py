@@ -189,6 +189,14 @@ AGENTCHAT = {
     "CONTENT_FILTER_ENABLED": env_bool("AGENTCHAT_CONTENT_FILTER_ENABLED", True),
     # close_idle_threads closes threads idle this long; 0 turns it off.
     "THREAD_IDLE_TIMEOUT_MINUTES": env_int("AGENTCHAT_THREAD_IDLE_TIMEOUT_MINUTES", 0),
+    # MCP transport (/mcp). Most MCP clients cut a tool call at 60 s, so
+    # msg_wait over MCP defaults to 50 s and is capped at 300 s.
+    "MCP_WAIT_DEFAULT_MS": env_int("AGENTCHAT_MCP_WAIT_DEFAULT_MS", 50_000),
+    "MCP_WAIT_MAX_MS": env_int("AGENTCHAT_MCP_WAIT_MAX_MS", 300_000),
+    # A waiting msg_wait sends a progress notification this often (seconds).
+    "MCP_PROGRESS_INTERVAL": env_int("AGENTCHAT_MCP_PROGRESS_INTERVAL", 15),
+    # A stateful MCP session with no request for this long is closed (seconds).
+    "MCP_SESSION_IDLE_TIMEOUT": env_int("AGENTCHAT_MCP_SESSION_IDLE_TIMEOUT", 1800),
 }
 
 # --- Security (production values come from the environment) -------------------

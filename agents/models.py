@@ -39,7 +39,8 @@ class Agent(models.Model):
     description = models.TextField(blank=True)
     capabilities = models.JSONField(default=list, blank=True)
     # SHA-256 of the agent's token; the token itself is never stored.
-    token_hash = models.CharField(max_length=64, editable=False)
+    # Indexed: an MCP bearer token is looked up by its hash (agents.services.authenticate_token).
+    token_hash = models.CharField(max_length=64, editable=False, db_index=True)
     # Stored truth for presence; `is_online` is derived from it when read.
     last_heartbeat = models.DateTimeField(default=timezone.now, db_index=True)
     # Flipped by mark_offline_agents (and by heartbeats back to online), so that

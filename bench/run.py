@@ -46,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import AsyncExitStack
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -53,6 +54,7 @@ from agentchat_client import AgentChatClient
 from tests.support.servers import BASE_DIR, Daphne, running_daphne
 
 WAITER_COUNTS = (1, 100, 1000)
+MCP_WAITER_COUNTS = (1, 100)
 LONG_WAIT_MS = 3_600_000
 STARTED = time.monotonic()
 
@@ -228,6 +230,59 @@ async def wake_figures(post_server: Daphne, wait_server: Daphne, posts: int) -> 
     return figures
 
 
+# --- (a') wake-up of MCP waiters -----------------------------------------------------
+
+
+async def mcp_wake_figures(server: Daphne, posts: int) -> list[dict]:
+    """A post over the WebSocket waking agents that wait in msg_wait over MCP (/mcp, bearer tokens, SSE)."""
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    mcp_url = server.url.replace("ws://", "http://").replace("/ws/agent/", "/mcp")
+    poster = (await connect_agents(server.url, 1, "McpPoster"))[0]
+    figures = []
+    async with AsyncExitStack() as stack:
+
+        async def open_client(token: str | None) -> Client:
+            headers = {"Authorization": f"Bearer {token}"} if token else None
+            http = await stack.enter_async_context(create_mcp_http_client(headers=headers))
+            return await stack.enter_async_context(Client(streamable_http_client(mcp_url, http_client=http)))
+
+        registrar = await open_client(None)
+        clients = []
+        for i in range(max(MCP_WAITER_COUNTS)):
+            registered = await registrar.call_tool("agent_register", {"ide": "Bench", "model": f"McpWaiter {i:04d}"})
+            clients.append(await open_client(registered.structured_content["token"]))
+        for count in MCP_WAITER_COUNTS:
+            log(f"MCP wake-up, {count} waiter(s)")
+            thread_id = await new_thread(poster, f"mcp wake {count}")
+            latencies: list[float] = []
+            for n in range(posts):
+
+                async def woken_at(client: Client, thread_id: str = thread_id, after_seq: int = n) -> float:
+                    args = {"thread_id": thread_id, "after_seq": after_seq, "timeout_ms": 250_000}
+                    result = await client.call_tool("msg_wait", args)
+                    assert result.structured_content["messages"], "an MCP wait ended without the post"
+                    return time.perf_counter()
+
+                receivers = []
+                for start in range(
+                    0, count, 10
+                ):  # 10 requests at a time: a burst would overflow daphne's listen backlog
+                    receivers += [
+                        asyncio.create_task(woken_at(client)) for client in clients[start : min(count, start + 10)]
+                    ]
+                    await asyncio.sleep(0.02)
+                await until_quiet(server.pid)
+                started = time.perf_counter()
+                await poster.post(thread_id, f"wake up {n}")
+                latencies.extend((t - started) * 1000 for t in await asyncio.gather(*receivers))
+            figures.append({"waiters": count, "posts": posts, **summary_ms(latencies)})
+    await close_all([poster])
+    return figures
+
+
 # --- (c) posts per second ----------------------------------------------------------------
 
 
@@ -343,11 +398,16 @@ def print_table(report: dict) -> None:
     for key, label in (
         ("wake_one_process_sqlite", "wake-up, one process (SQLite)"),
         ("wake_two_processes_postgres_redis", "wake-up, two processes (PostgreSQL + Redis)"),
+        ("wake_mcp_one_process_sqlite", "MCP wake-up, post over WebSocket, one process (SQLite)"),
     ):
-        for f in report[key]:
+        for f in report.get(key, []):
             lines.append(
                 (f"{label}, {f['waiters']} waiter(s), p50/p99/max ms", f"{f['p50_ms']} / {f['p99_ms']} / {f['max_ms']}")
             )
+    if "posts_per_second" not in report:  # --mcp-only
+        for name, value in lines:
+            print(f"{name}  {value}")
+        return
     for key, label in (
         ("sqlite_one_agent", "posts/s, one agent, SQLite"),
         ("postgres_one_agent", "posts/s, one agent, PostgreSQL"),
@@ -395,6 +455,7 @@ def parse_options() -> argparse.Namespace:
         action="store_true",
         help="5 posts per figure, 3 s posts/s runs, 4 s / 6 s heartbeat, 20 s idle window",
     )
+    parser.add_argument("--mcp-only", action="store_true", help="only the MCP wake-up figures (about a minute)")
     parser.add_argument("--posts", type=int, help="posts per wake-up figure (default 20)")
     parser.add_argument("--post-seconds", type=float, help="duration of each posts/s figure (default 10)")
     parser.add_argument("--heartbeat-interval", type=int, help="server AGENTCHAT_HEARTBEAT_INTERVAL, s (default 40)")
@@ -442,7 +503,14 @@ def main() -> None:
         migrate(sqlite_env)
         log("one process: SQLite, in-memory channel layer")
         with running_daphne(sqlite_env) as server:
-            report["wake_one_process_sqlite"] = asyncio.run(wake_figures(server, server, options.posts))
+            if not options.mcp_only:
+                report["wake_one_process_sqlite"] = asyncio.run(wake_figures(server, server, options.posts))
+            report["wake_mcp_one_process_sqlite"] = asyncio.run(mcp_wake_figures(server, options.posts))
+            if options.mcp_only:
+                print(json.dumps(report, indent=2))
+                print()
+                print_table(report)
+                return
             sqlite_posts = asyncio.run(posts_per_second(server.url, 1, options.post_seconds))
 
     pg_env = server_env(options, postgres_database(options.postgres, options.pg_database), options.redis)

@@ -58,6 +58,10 @@ def test_defaults_are_sqlite_in_memory_layer_and_the_spec_values():
         "MAX_FRAME_BYTES": 262144,
         "CONTENT_FILTER_ENABLED": True,
         "THREAD_IDLE_TIMEOUT_MINUTES": 0,
+        "MCP_WAIT_DEFAULT_MS": 50000,
+        "MCP_WAIT_MAX_MS": 300000,
+        "MCP_PROGRESS_INTERVAL": 15,
+        "MCP_SESSION_IDLE_TIMEOUT": 1800,
     }
 
 

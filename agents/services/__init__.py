@@ -19,6 +19,7 @@ from agents.services.presence import (
 )
 from agents.services.registration import (
     authenticate,
+    authenticate_token,
     get_agent,
     list_agents,
     register_agent,
@@ -30,6 +31,7 @@ from agents.services.registration import (
 
 __all__ = [
     "authenticate",
+    "authenticate_token",
     "get_agent",
     "heartbeat_would_lag",
     "heartbeat_writes",

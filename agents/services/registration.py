@@ -80,6 +80,18 @@ def authenticate(*, agent_id: str, token: str) -> Agent:
     return agent
 
 
+def authenticate_token(*, token: str) -> Agent:
+    """Return the agent a token belongs to (a bearer token alone), or raise InvalidCredentials.
+
+    The lookup is by hash; the stored hash is then compared in constant time,
+    as for `authenticate`. A rotated or voided token matches no agent.
+    """
+    agent = Agent.objects.filter(token_hash=tokens.hash_token(token), unregistered_at__isnull=True).first()
+    if token == "" or agent is None or not tokens.token_matches(token, agent.token_hash):
+        raise InvalidCredentials("Unknown agent or wrong token.")
+    return agent
+
+
 def resume_agent(*, agent_id: str, token: str) -> Agent:
     """Bind a returning agent: check its credentials and count it as a heartbeat."""
     agent = authenticate(agent_id=agent_id, token=token)

@@ -243,3 +243,10 @@ def test_heartbeat_committed_while_the_sweep_waits_keeps_the_agent_online(agent)
     stored = Agent.objects.get(pk=agent.pk)
     assert stored.status == Agent.Status.ONLINE
     assert stored.is_online
+
+
+def test_register_agent_prints_a_token_that_authenticates():
+    out = StringIO()
+    call_command("register_agent", "--ide", "Claude Code", "--model", "claude", "--token-only", stdout=out)
+    token = out.getvalue().strip()
+    assert agent_services.authenticate_token(token=token).name == "Claude Code (claude)"

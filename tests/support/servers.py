@@ -62,6 +62,14 @@ class Daphne:
             raise RuntimeError(f"{error}: {self.output()[-2000:]}") from None
 
     @property
+    def ws_url(self) -> str:
+        return self.url
+
+    @property
+    def mcp_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/mcp"
+
+    @property
     def pid(self) -> int:
         return self.process.pid
 
