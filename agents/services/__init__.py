@@ -19,8 +19,10 @@ from agents.services.presence import (
 )
 from agents.services.registration import (
     authenticate,
+    encode_agent_cursor,
     get_agent,
     list_agents,
+    page_agents,
     register_agent,
     resume_agent,
     rotate_token,
@@ -30,12 +32,14 @@ from agents.services.registration import (
 
 __all__ = [
     "authenticate",
+    "encode_agent_cursor",
     "get_agent",
     "heartbeat_would_lag",
     "heartbeat_writes",
     "list_agents",
     "mark_offline",
     "mark_offline_agents",
+    "page_agents",
     "record_activity",
     "refresh_heartbeats",
     "register_agent",
