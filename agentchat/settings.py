@@ -227,5 +227,10 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
         "agentchat": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        # Django's default configuration gives "django" a console handler of
+        # its own (with DEBUG on) and lets it propagate to the root's: every
+        # line of django.request, django.channels.server (runserver's access
+        # log) and the autoreloader was printed twice. One handler: the root's.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
     },
 }
