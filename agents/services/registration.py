@@ -170,7 +170,8 @@ def encode_agent_cursor(agent: Agent) -> str:
 
 def decode_agent_cursor(cursor: str) -> str:
     try:
-        name = base64.urlsafe_b64decode((cursor + "=" * (-len(cursor) % 4)).encode()).decode()
+        padded = (cursor + "=" * (-len(cursor) % 4)).encode()
+        name = base64.b64decode(padded, altchars=b"-_", validate=True).decode()
     except (ValueError, binascii.Error):  # UnicodeDecodeError is a ValueError
         name = "\x00"
     if "\x00" in name:
