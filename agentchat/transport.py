@@ -120,8 +120,9 @@ def encode_reply(request_id: Any, *, result: dict[str, Any] | None = None, error
         return dumps({"id": request_id, "ok": False, "error": error})
     text = dumps({"id": request_id, "ok": True, "result": result})
     limit = settings.AGENTCHAT["MAX_REPLY_BYTES"]
-    if len(text.encode("utf-8", "surrogatepass")) > limit:
-        logger.warning("A reply of %d bytes was over the %d-byte limit; an error was sent instead.", len(text), limit)
+    length = len(text.encode("utf-8", "surrogatepass"))
+    if length > limit:
+        logger.warning("A reply of %d bytes was over the %d-byte limit; an error was sent instead.", length, limit)
         error = {
             "code": "PayloadTooLarge",
             "message": f"The reply would be larger than {limit} bytes; ask for less (a smaller limit).",
