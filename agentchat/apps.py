@@ -6,3 +6,6 @@ class AgentChatConfig(AppConfig):
 
     name = "agentchat"
     verbose_name = "AgentChat"
+
+    def ready(self) -> None:
+        from agentchat import checks  # noqa: F401  (registers the system checks)

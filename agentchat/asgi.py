@@ -18,6 +18,10 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from agentchat.mcp_bridge import McpBridge, WithMcp  # noqa: E402
 from agentchat.origins import browser_origin_validator  # noqa: E402
 from agentchat.routing import websocket_urlpatterns  # noqa: E402
+from agentchat.transport import configure_daphne  # noqa: E402
+
+# daphne's WebSocket limits come from the settings (agentchat/transport.py).
+configure_daphne()
 
 # Everything loaded so far lives as long as the process: keep it out of the
 # garbage collector's full passes, which otherwise grow with every object of

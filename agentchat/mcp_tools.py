@@ -90,7 +90,14 @@ TOOLS: dict[str, ToolSpec] = {
         {"display_name": STRING, "description": STRING, "capabilities": STRINGS},
     ),
     "agent_unregister": ToolSpec("Go offline for good: your token stops working at once."),
-    "agent_list": ToolSpec("List the registered agents.", {"online_only": BOOLEAN}),
+    "agent_list": ToolSpec(
+        "List the registered agents, a page at a time.",
+        {
+            "online_only": BOOLEAN,
+            "limit": integer("At most 500.", minimum=1),
+            "cursor": text("next_cursor of the previous page."),
+        },
+    ),
     "agent_set_typing": ToolSpec(
         "Show observers that you are (or stopped) writing in a thread.",
         {"thread_id": THREAD_ID, "is_typing": BOOLEAN},

@@ -21,6 +21,7 @@ from django.db import InterfaceError, OperationalError
 
 from agentchat.errors import BadRequest, NotFound, ProtocolError, Unauthenticated
 from agentchat.protocol import Args
+from agentchat.transport import reply_budget, size, take_within
 from agents import services as agent_services
 from agents.models import Agent
 from agents.serializers import agent_to_dict
@@ -86,13 +87,15 @@ async def dispatch(session: Session, name: str, raw_args: dict[str, Any]) -> dic
     try:
         operation = OPS.get(name)
         if operation is None:
-            raise BadRequest(f"Unknown op {name!r}.", field="op")
+            raise BadRequest(f"Unknown op {name[:64]!r}.", field="op")
         if session.agent is None and not operation.anonymous:
             raise Unauthenticated("Bind this session first with agent_register, agent_resume or bus_connect.")
+        # Values no database stores alike are refused here, before any of them is touched.
+        args = Args(raw_args)
         if session.agent is not None and operation.heartbeat:
             # Any op by a bound agent counts as a heartbeat; agent_heartbeat is always stored.
             await db(agent_services.record_activity)(agent=session.agent, op=name, always=name == "agent_heartbeat")
-        return await operation.handler(session, Args(raw_args))
+        return await operation.handler(session, args)
     except ProtocolError:
         raise
     except (OperationalError, InterfaceError) as error:
@@ -163,8 +166,18 @@ async def agent_unregister(session: Session, args: Args) -> dict[str, Any]:
 
 @op("agent_list")
 async def agent_list(session: Session, args: Args) -> dict[str, Any]:
-    agents = await db(agent_services.list_agents)(online_only=args.bool("online_only", default=False))
-    return {"agents": [agent_to_dict(agent) for agent in agents]}
+    agents, has_more = await db(agent_services.page_agents)(
+        online_only=args.bool("online_only", default=False),
+        limit=args.limit("limit", default=100, maximum=500),
+        after=args.str("cursor", max_length=2000),
+    )
+    listed = take_within([agent_to_dict(agent) for agent in agents], reply_budget())
+    has_more = has_more or len(listed) < len(agents)
+    return {
+        "agents": listed,
+        "next_cursor": agent_services.encode_agent_cursor(agents[len(listed) - 1]) if has_more else None,
+        "has_more": has_more,
+    }
 
 
 @op("agent_set_typing")
@@ -198,9 +211,11 @@ async def thread_list(session: Session, args: Args) -> dict[str, Any]:
         limit=args.limit("limit", default=50, maximum=200),
         before=args.str("before"),
     )
+    listed = take_within([thread_to_dict(thread) for thread in threads], reply_budget())
+    has_more = has_more or len(listed) < len(threads)
     return {
-        "threads": [thread_to_dict(thread) for thread in threads],
-        "next_cursor": selectors.encode_cursor(threads[-1]) if has_more else None,
+        "threads": listed,
+        "next_cursor": selectors.encode_cursor(threads[len(listed) - 1]) if has_more else None,
         "has_more": has_more,
     }
 
@@ -267,12 +282,18 @@ async def bus_connect(session: Session, args: Args) -> dict[str, Any]:
         "created": joined.created,
         "is_administrator": joined.is_administrator,
         "system_prompt": joined.system_prompt,
-        "messages": messages_to_list(joined.messages),
+        "messages": [],
         "truncated": joined.truncated,
         **joined.sync.as_dict(),
     }
     if joined.token is not None:
         result["token"] = joined.token
+    # The newest unseen messages that fit beside the rest; the token does not
+    # depend on them (it covers the whole thread), so older ones can be left
+    # to msg_list.
+    messages = messages_to_list(joined.messages)
+    result["messages"] = take_within(messages, reply_budget() - size(result), newest_first=True, at_least_one=False)
+    result["truncated"] = joined.truncated or len(result["messages"]) < len(messages)
     return result
 
 
@@ -298,12 +319,13 @@ async def msg_post(session: Session, args: Args) -> dict[str, Any]:
 
 @op("msg_list")
 async def msg_list(session: Session, args: Args) -> dict[str, Any]:
-    messages, current_seq = await db(selectors.read_messages)(
+    messages, has_more, current_seq = await db(selectors.read_messages)(
         thread_id=args.id("thread_id", required=True),
         after_seq=args.int("after_seq", default=0, minimum=0),
         limit=args.limit("limit", default=100, maximum=1000),
     )
-    return {"messages": messages_to_list(messages), "current_seq": current_seq}
+    listed = take_within(messages_to_list(messages), reply_budget())
+    return {"messages": listed, "has_more": has_more or len(listed) < len(messages), "current_seq": current_seq}
 
 
 @op("msg_get")

@@ -2,17 +2,81 @@
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Any
 
 from agentchat.errors import BadRequest
 
 _MISSING = object()
 
+# How deep an argument's JSON may nest (metadata is a few levels in practice).
+# Deeper values are refused before anything, the database included, sees them.
+MAX_JSON_DEPTH = 32
+
+
+class NonFiniteNumber:
+    """NaN, Infinity or -Infinity in a frame: JSON has no such numbers, so `check_value` refuses them."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def parse_frame(text: str) -> Any:
+    """Parse a frame's JSON; any failure (nesting too deep for the parser included) is a BadRequest."""
+    try:
+        return json.loads(text, parse_constant=NonFiniteNumber)
+    except RecursionError:
+        raise BadRequest(f"The frame nests too deeply (at most {MAX_JSON_DEPTH} levels in args).") from None
+    except ValueError:  # JSONDecodeError, or an integer too long to convert
+        raise BadRequest("The frame is not valid JSON.") from None
+
+
+def check_string(value: str, field: str) -> None:
+    """Refuse what no database stores alike: NUL (PostgreSQL refuses it) and lone surrogates (not UTF-8)."""
+    if "\x00" in value:
+        raise BadRequest(f"{field} must not contain NUL characters.", field=field)
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise BadRequest(f"{field} must be valid Unicode (no lone surrogates).", field=field) from None
+
+
+def check_value(value: Any, field: str) -> None:
+    """Refuse a JSON value the bus cannot store the same way on every database.
+
+    Strings (and object keys) without NUL or lone surrogates, finite numbers,
+    at most MAX_JSON_DEPTH levels of nesting. Walks without recursion, so any
+    depth is refused cleanly; the error names the innermost field.
+    """
+    stack = [(value, field, 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        if isinstance(item, str):
+            check_string(item, path)
+        elif isinstance(item, NonFiniteNumber) or (isinstance(item, float) and not math.isfinite(item)):
+            raise BadRequest(f"{path} must be a finite number (JSON has no NaN or Infinity).", field=path)
+        elif isinstance(item, (dict, list)):
+            if depth >= MAX_JSON_DEPTH:
+                raise BadRequest(f"{field} nests deeper than {MAX_JSON_DEPTH} levels.", field=field)
+            if isinstance(item, dict):
+                for key, child in item.items():
+                    if not isinstance(key, str):
+                        raise BadRequest(f"{path} must have string keys.", field=path)
+                    check_string(key, f"{path}.{key}" if key.isprintable() and key.isascii() else path)
+                    stack.append((child, f"{path}.{key}", depth + 1))
+            else:
+                stack.extend((child, f"{path}[{index}]", depth + 1) for index, child in enumerate(item))
+
 
 class Args:
     """Typed access to a request's `args`; a wrong type is a BadRequest naming the field."""
 
     def __init__(self, raw: dict[str, Any]) -> None:
+        for name, value in raw.items():
+            check_string(name, "args")
+            check_value(value, name)
         self.raw = raw
 
     def _get(self, name: str, required: bool) -> Any:

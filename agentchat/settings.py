@@ -185,6 +185,11 @@ AGENTCHAT = {
     "RATE_LIMIT_PER_MINUTE": env_int("AGENTCHAT_RATE_LIMIT_PER_MINUTE", 30),
     "MAX_MESSAGE_CHARS": env_int("AGENTCHAT_MAX_MESSAGE_CHARS", 65536),
     "MAX_FRAME_BYTES": env_int("AGENTCHAT_MAX_FRAME_BYTES", 262144),
+    # The largest reply the server sends, and the WebSocket message limit it
+    # gives daphne (agentchat/transport.py). Lists and waits stop short of it
+    # and say so (has_more, truncated); a message of MAX_MESSAGE_CHARS must fit
+    # (agentchat.E001). 1 MiB is also what WebSocket clients accept by default.
+    "MAX_REPLY_BYTES": env_int("AGENTCHAT_MAX_REPLY_BYTES", 1_048_576),
     # Refuse posts that look like they carry a secret (keys, access tokens).
     "CONTENT_FILTER_ENABLED": env_bool("AGENTCHAT_CONTENT_FILTER_ENABLED", True),
     # close_idle_threads closes threads idle this long; 0 turns it off.
@@ -241,5 +246,10 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
         "agentchat": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        # Django's default configuration gives "django" a console handler of
+        # its own (with DEBUG on) and lets it propagate to the root's: every
+        # line of django.request, django.channels.server (runserver's access
+        # log) and the autoreloader was printed twice. One handler: the root's.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
     },
 }

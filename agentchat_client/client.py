@@ -165,7 +165,7 @@ class AgentChatClient:
         future = asyncio.get_running_loop().create_future()
         self._pending[request_id] = (ws, future)
         try:
-            await ws.send(json.dumps({"id": request_id, "op": op, "args": args}))
+            await ws.send(json.dumps({"id": request_id, "op": op, "args": args}, ensure_ascii=False))
         except websockets.ConnectionClosed:
             self._pending.pop(request_id, None)
             raise ConnectionLost() from None

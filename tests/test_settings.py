@@ -56,6 +56,7 @@ def test_defaults_are_sqlite_in_memory_layer_and_the_spec_values():
         "RATE_LIMIT_PER_MINUTE": 30,
         "MAX_MESSAGE_CHARS": 65536,
         "MAX_FRAME_BYTES": 262144,
+        "MAX_REPLY_BYTES": 1048576,
         "CONTENT_FILTER_ENABLED": True,
         "THREAD_IDLE_TIMEOUT_MINUTES": 0,
         "MCP_WAIT_DEFAULT_MS": 50000,

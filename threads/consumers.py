@@ -8,7 +8,7 @@ call; the result or error goes back as a reply with the request's id.
 """
 
 import asyncio
-import json
+import logging
 from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -16,6 +16,10 @@ from django.conf import settings
 
 from agentchat import ops
 from agentchat.errors import BadRequest, PayloadTooLarge, ProtocolError
+from agentchat.protocol import check_string, parse_frame
+from agentchat.transport import MAX_ID_CHARS, encode_reply
+
+logger = logging.getLogger("agentchat.consumers")
 
 
 class AgentConsumer(AsyncWebsocketConsumer):
@@ -24,49 +28,68 @@ class AgentConsumer(AsyncWebsocketConsumer):
     # layer makes Channels skip the per-socket channel and its receive loop.
     channel_layer_alias = "agentchat-no-per-socket-channel"
 
+    async def __call__(self, scope, receive, send) -> None:
+        self.requests: set[asyncio.Task] = set()
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # However the socket ends (a disconnect, or an error that escaped a
+            # handler), its requests end with it: a pending wait leaves the
+            # waiting room now, not at its timeout.
+            await self.cancel_requests()
+
     async def connect(self) -> None:
         self.session = ops.Session()
-        self.requests: set[asyncio.Task] = set()
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
-        # Cancels pending waits; their `finally` blocks leave the waiting room.
+        await self.cancel_requests()
+
+    async def cancel_requests(self) -> None:
+        """Cancel pending requests; their `finally` blocks leave the waiting room."""
         for task in list(self.requests):
             task.cancel()
         await asyncio.gather(*self.requests, return_exceptions=True)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if text_data is None:
-            await self.reply_error(None, BadRequest("Frames must be JSON text, not binary."))
-            return
-        limit = settings.AGENTCHAT["MAX_FRAME_BYTES"]
-        if len(text_data) > limit or len(text_data.encode()) > limit:
-            await self.reply_error(None, PayloadTooLarge(f"Frames are limited to {limit} bytes.", limit=limit))
-            return
         try:
-            frame = json.loads(text_data)
-        except ValueError:
-            await self.reply_error(None, BadRequest("The frame is not valid JSON."))
-            return
-        if not isinstance(frame, dict):
-            await self.reply_error(None, BadRequest("A frame must be a JSON object."))
-            return
-        request_id = frame.get("id")
-        if isinstance(request_id, bool) or not isinstance(request_id, (str, int, type(None))):
-            await self.reply_error(None, BadRequest("id must be a string or an integer.", field="id"))
-            return
-        name, args = frame.get("op"), frame.get("args", {})
-        if not isinstance(name, str):
-            await self.reply_error(request_id, BadRequest("The frame has no op.", field="op"))
-            return
-        if args is None:
-            args = {}
-        if not isinstance(args, dict):
-            await self.reply_error(request_id, BadRequest("args must be an object.", field="args"))
+            request_id, name, args = self.parse(text_data)
+        except ProtocolError as error:
+            await self.reply_error(getattr(error, "request_id", None), error)
             return
         task = asyncio.create_task(self.handle(request_id, name, args))
         self.requests.add(task)
         task.add_done_callback(self.requests.discard)
+
+    def parse(self, text_data: str | None) -> tuple[Any, str, dict[str, Any]]:
+        """A frame's id, op and args; a ProtocolError (with the id, when one was read) for anything else."""
+        if text_data is None:
+            raise BadRequest("Frames must be JSON text, not binary.")
+        limit = settings.AGENTCHAT["MAX_FRAME_BYTES"]
+        if len(text_data) > limit or len(text_data.encode("utf-8", "surrogatepass")) > limit:
+            raise PayloadTooLarge(f"Frames are limited to {limit} bytes.", limit=limit)
+        frame = parse_frame(text_data)
+        if not isinstance(frame, dict):
+            raise BadRequest("A frame must be a JSON object.")
+        request_id = frame.get("id")
+        if isinstance(request_id, bool) or not isinstance(request_id, (str, int, type(None))):
+            raise BadRequest("id must be a string or an integer.", field="id")
+        if len(str(request_id)) > MAX_ID_CHARS:
+            raise BadRequest(f"id is longer than {MAX_ID_CHARS} characters.", field="id")
+        if isinstance(request_id, str):
+            check_string(request_id, "id")
+        name, args = frame.get("op"), frame.get("args", {})
+        try:
+            if not isinstance(name, str):
+                raise BadRequest("The frame has no op.", field="op")
+            if args is None:
+                args = {}
+            if not isinstance(args, dict):
+                raise BadRequest("args must be an object.", field="args")
+        except ProtocolError as error:
+            error.request_id = request_id
+            raise
+        return request_id, name, args
 
     async def handle(self, request_id: Any, name: str, args: dict[str, Any]) -> None:
         try:
@@ -74,7 +97,13 @@ class AgentConsumer(AsyncWebsocketConsumer):
         except ProtocolError as error:
             await self.reply_error(request_id, error)
         else:
-            await self.send(text_data=json.dumps({"id": request_id, "ok": True, "result": result}))
+            await self.reply(encode_reply(request_id, result=result))
 
     async def reply_error(self, request_id: Any, error: ProtocolError) -> None:
-        await self.send(text_data=json.dumps({"id": request_id, "ok": False, "error": error.as_dict()}))
+        await self.reply(encode_reply(request_id, error=error.as_dict()))
+
+    async def reply(self, text: str) -> None:
+        try:
+            await self.send(text_data=text)
+        except Exception:  # the socket is gone: nobody to tell
+            logger.warning("A reply could not be sent", exc_info=True)

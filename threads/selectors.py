@@ -11,8 +11,10 @@ from django.core.exceptions import ValidationError
 from django.db.models import Q
 from django.utils.dateparse import parse_datetime
 
-from agentchat.errors import BadRequest, NotFound
+from agentchat.errors import BadRequest, NotFound, PayloadTooLarge
+from agentchat.transport import reply_budget, take_within
 from threads.models import Message, MessageEdit, Reaction, Thread, ThreadTemplate, addressees
+from threads.serializers import messages_to_list
 
 # Messages scanned per query when msg_wait filters by for_agent.
 _SCAN_BATCH = 500
@@ -59,10 +61,26 @@ def list_messages(*, thread: Thread, after_seq: int = 0, limit: int = 100) -> li
     return list(thread.messages.filter(seq__gt=after_seq).order_by("seq")[:limit])
 
 
-def read_messages(*, thread_id: str, after_seq: int = 0, limit: int = 100) -> tuple[list[Message], int]:
-    """msg_list: messages with seq > after_seq in seq order, and the thread's current seq."""
+def read_messages(*, thread_id: str, after_seq: int = 0, limit: int = 100) -> tuple[list[Message], bool, int]:
+    """msg_list: messages with seq > after_seq in seq order, whether more follow, and the thread's current seq."""
     thread = get_thread(thread_id=thread_id)
-    return list_messages(thread=thread, after_seq=after_seq, limit=limit), thread.last_seq
+    messages = list_messages(thread=thread, after_seq=after_seq, limit=limit + 1)
+    return messages[:limit], len(messages) > limit, thread.last_seq
+
+
+def count_within_reply(messages: list[Message]) -> int:
+    """How many of `messages`, from the first, fit in one reply; PayloadTooLarge when not even the first does.
+
+    Only a message stored before MAX_REPLY_BYTES was lowered can be that
+    large: posts are refused when their message would not fit a reply.
+    """
+    fitting = len(take_within(messages_to_list(messages), reply_budget(), at_least_one=False))
+    if messages and not fitting:
+        raise PayloadTooLarge(
+            f"Message {messages[0].seq} is larger than a reply may be; raise MAX_REPLY_BYTES to read it.",
+            seq=messages[0].seq,
+        )
+    return fitting
 
 
 def newest_messages(*, thread: Thread, after_seq: int, limit: int) -> tuple[list[Message], bool]:
@@ -111,6 +129,11 @@ def read_for_wait(*, thread_id: str, after_seq: int, limit: int, for_agent: str 
                         break
     has_more = len(found) > limit
     found = found[:limit]
+    # Bounded by bytes too, here and not when the reply is written: the token
+    # this read ends with says how far the agent has read.
+    fitting = count_within_reply(found)
+    if fitting < len(found):
+        found, has_more = found[:fitting], True
     read_seq = found[-1].seq if has_more else max(last_seq, newest_scanned)
     return WaitRead(messages=found, has_more=has_more, read_seq=read_seq)
 

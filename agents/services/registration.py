@@ -1,5 +1,7 @@
 """Agents: registration, credentials, profile and token rotation."""
 
+import base64
+import binascii
 from datetime import datetime
 
 from django.core.exceptions import ValidationError
@@ -12,9 +14,25 @@ from agents import events
 from agents.models import Agent
 from agents.services.presence import heartbeat_writes, record_activity
 
+# Room left in Agent.name for the " 12345" that tells same-named agents apart.
+NAME_NUMBER_ROOM = 12
+
+
+def name_base(ide: str, model: str) -> str:
+    """ "IDE (Model)", cut to fit Agent.name with room for a number (ide and model may be 100 characters each)."""
+    room = Agent._meta.get_field("name").max_length - NAME_NUMBER_ROOM - len(" ()")
+    if len(ide) + len(model) > room:
+        # Cut each to half the room (the shorter one keeps what the longer cannot use); "…" marks the cut.
+        half = room // 2
+        ide_room = max(half, room - len(model))
+        model_room = room - min(len(ide), ide_room)
+        ide = ide if len(ide) <= ide_room else ide[: ide_room - 1] + "…"
+        model = model if len(model) <= model_room else model[: model_room - 1] + "…"
+    return f"{ide} ({model})"
+
 
 def _unique_name(ide: str, model: str) -> str:
-    base = f"{ide} ({model})"
+    base = name_base(ide, model)
     taken = set(Agent.objects.filter(name__startswith=base).values_list("name", flat=True))
     if base not in taken:
         return base
@@ -144,6 +162,33 @@ def rotate_token(*, agent: Agent) -> str:
 def list_agents(*, online_only: bool = False, now: datetime | None = None) -> list[Agent]:
     queryset = Agent.objects.online(now=now) if online_only else Agent.objects.registered()
     return list(queryset.order_by("name"))
+
+
+def page_agents(
+    *, online_only: bool = False, limit: int = 100, after: str | None = None, now: datetime | None = None
+) -> tuple[list[Agent], bool]:
+    """agent_list: up to `limit` agents by name after the cursor, and whether more follow."""
+    queryset = Agent.objects.online(now=now) if online_only else Agent.objects.registered()
+    if after is not None:
+        queryset = queryset.filter(name__gt=decode_agent_cursor(after))
+    page = list(queryset.order_by("name")[: limit + 1])
+    return page[:limit], len(page) > limit
+
+
+def encode_agent_cursor(agent: Agent) -> str:
+    """An opaque cursor after this agent (names are unique, and agents are listed by name)."""
+    return base64.urlsafe_b64encode(agent.name.encode()).decode().rstrip("=")
+
+
+def decode_agent_cursor(cursor: str) -> str:
+    try:
+        padded = (cursor + "=" * (-len(cursor) % 4)).encode()
+        name = base64.b64decode(padded, altchars=b"-_", validate=True).decode()
+    except (ValueError, binascii.Error):  # UnicodeDecodeError is a ValueError
+        name = "\x00"
+    if "\x00" in name:
+        raise BadRequest("cursor is not a cursor returned by agent_list.", field="cursor")
+    return name
 
 
 def get_agent(*, agent_id: str) -> Agent:

@@ -43,7 +43,8 @@ async def test_agent_list_shows_registered_agents_with_computed_presence(connect
     _, stale = await registered(connect, model="Claude")
     await make_heartbeat_old(stale["agent_id"], 3600)
     result = await client.call("agent_list")
-    assert set(result) == {"agents"}
+    assert set(result) == {"agents", "has_more", "next_cursor"}
+    assert (result["has_more"], result["next_cursor"]) == (False, None)
     by_id = {a["agent_id"]: a for a in result["agents"]}
     assert set(by_id) == {me["agent_id"], stale["agent_id"]}
     assert all(set(a) == AGENT_KEYS for a in result["agents"])

@@ -21,12 +21,14 @@ async def test_msg_list_returns_messages_in_seq_order_after_a_seq(connect):
     thread_id = (await new_thread(client))["thread"]["thread_id"]
     await add_human_messages(thread_id, 4)
     result = await client.call("msg_list", {"thread_id": thread_id})
-    assert set(result) == {"messages", "current_seq"}
+    assert set(result) == {"messages", "has_more", "current_seq"}
     assert [m["seq"] for m in result["messages"]] == [1, 2, 3, 4]
+    assert result["has_more"] is False
     assert all(set(m) == MESSAGE_KEYS for m in result["messages"])
     assert result["current_seq"] == 4
     page = await client.call("msg_list", {"thread_id": thread_id, "after_seq": 1, "limit": 2})
     assert [m["seq"] for m in page["messages"]] == [2, 3]
+    assert page["has_more"] is True
     assert page["current_seq"] == 4
     clamped = await client.call("msg_list", {"thread_id": thread_id, "limit": 5000})
     assert len(clamped["messages"]) == 4

@@ -24,6 +24,7 @@ from agentchat.errors import (
     SeqMismatch,
     ThreadClosed,
 )
+from agentchat.transport import reply_budget, size, take_within
 from agents.models import Agent
 from threads import events, search, selectors
 from threads.content_filter import find_secret
@@ -39,8 +40,38 @@ from threads.services.reply_tokens import (
 )
 
 STOP_REASONS = {"convergence", "timeout", "error", "complete", "impasse"}
-# A SeqMismatch carries at most this many of the messages the agent missed.
+# A SeqMismatch carries at most this many of the messages the agent missed
+# (fewer when they would not fit in a reply).
 NEW_MESSAGES_ON_MISMATCH = 100
+# What a message takes in a reply besides its content, metadata and author
+# name: ids, seq, role, priority, timestamps and the keys (about 450 bytes).
+MESSAGE_FIXED_BYTES = 1024
+
+
+def largest_message_bytes(max_chars: int) -> int:
+    """The most a message of `max_chars` characters without metadata can take in a reply.
+
+    A character takes at most 6 bytes in JSON (`\\u001f`); the author's name is at most 200 characters.
+    """
+    return 6 * max_chars + 6 * max_length_of_author_name() + MESSAGE_FIXED_BYTES
+
+
+def max_length_of_author_name() -> int:
+    return Message._meta.get_field("author_name").max_length
+
+
+def check_message_size(*, content: str, metadata: dict[str, Any], author_name: str) -> None:
+    """Refuse a message that could not be sent in a reply (MAX_REPLY_BYTES): no list or wait could return it."""
+    budget = reply_budget()
+    content_bytes, metadata_bytes = size(content), size(metadata)
+    needed = content_bytes + metadata_bytes + size(author_name) + MESSAGE_FIXED_BYTES
+    if needed > budget:
+        field = "metadata" if metadata_bytes > content_bytes else "content"
+        raise PayloadTooLarge(
+            f"This message would take {needed} bytes in a reply; replies carry at most {budget}.",
+            field=field,
+            limit=budget,
+        )
 
 
 def clean_content(content: str) -> str:
@@ -203,6 +234,7 @@ def post_message(
     check_choice(role, Message.Role, "role")
     check_choice(priority, Message.Priority, "priority")
     metadata = clean_metadata(metadata, from_human=False)
+    check_message_size(content=content, metadata=metadata, author_name=agent.name)
     try:
         outcome = _post_locked(
             agent=agent,
@@ -249,10 +281,13 @@ def _post_locked(
         # Behind: void the agent's tokens (committed), then refuse with what it missed.
         void_reply_tokens(thread_id=thread.pk, agent_ids=[agent.pk], now=now)
         missed = selectors.list_messages(thread=thread, after_seq=expected_last_seq, limit=NEW_MESSAGES_ON_MISMATCH)
+        new_messages = take_within(messages_to_list(missed), reply_budget())
         return SeqMismatch(
             f"The thread moved on to seq {thread.last_seq}; read the new messages, then msg_wait for a fresh token.",
             current_seq=thread.last_seq,
-            new_messages=messages_to_list(missed),
+            new_messages=new_messages,
+            # Seqs are gap-free: more were missed than carried unless the last one is the thread's newest.
+            has_more=bool(new_messages) and new_messages[-1]["seq"] < thread.last_seq,
         )
 
     message = append_message(thread=thread, now=now, author=agent, author_name=agent.name, **fields)

@@ -6,7 +6,7 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
-from agentchat.errors import NotFound
+from agentchat.errors import ProtocolError
 from agents import services as agent_services
 from agents.models import Agent
 from threads import selectors
@@ -43,7 +43,7 @@ class WaitResult:
     sync: SyncContext | None
 
 
-def serve_waits(requests: list[WaitRequest], *, now: datetime | None = None) -> list[WaitResult | NotFound]:
+def serve_waits(requests: list[WaitRequest], *, now: datetime | None = None) -> list[WaitResult | ProtocolError]:
     """Serve many msg_wait looks at once: what each would return, and tokens for those that end.
 
     A post wakes every waiter of a thread at the same moment; serving them as
@@ -52,7 +52,7 @@ def serve_waits(requests: list[WaitRequest], *, now: datetime | None = None) -> 
     per waiter.
     """
     now = now or timezone.now()
-    reads: dict[tuple, selectors.WaitRead | NotFound] = {}
+    reads: dict[tuple, selectors.WaitRead | ProtocolError] = {}
     for r in requests:
         key = (r.thread_id, r.after_seq, r.for_agent, r.limit)
         if key not in reads:
@@ -60,14 +60,14 @@ def serve_waits(requests: list[WaitRequest], *, now: datetime | None = None) -> 
                 reads[key] = selectors.read_for_wait(
                     thread_id=r.thread_id, after_seq=r.after_seq, limit=r.limit, for_agent=r.for_agent
                 )
-            except NotFound as error:
+            except ProtocolError as error:  # NotFound, or a message too large for any reply
                 reads[key] = error
 
-    results: list[WaitResult | NotFound] = []
+    results: list[WaitResult | ProtocolError] = []
     ending: list[tuple[WaitResult, WaitRequest]] = []
     for r in requests:
         read = reads[(r.thread_id, r.after_seq, r.for_agent, r.limit)]
-        if isinstance(read, NotFound):
+        if isinstance(read, ProtocolError):  # refused: no token issued, none voided
             results.append(read)
             continue
         result = WaitResult(messages=read.messages, has_more=read.has_more, read_seq=read.read_seq, sync=None)

@@ -1,0 +1,132 @@
+"""
+The WebSocket limits of the server process, and the JSON of replies.
+
+daphne (through autobahn) refuses any WebSocket message over its
+`websocket_max_message_size`, in both directions: an incoming one fails the
+connection, an outgoing one is dropped with nothing but a log line. So the
+transport's limit must be the largest reply the bus sends
+(`AGENTCHAT["MAX_REPLY_BYTES"]`), which every list and wait stays under, and at
+least the largest frame the bus reads (`MAX_FRAME_BYTES`); `agentchat.checks`
+refuses settings that break this.
+
+`configure_daphne` makes it so however the server is started (`daphne`,
+`manage.py runserver`): daphne's WebSocket factory takes its limits from the
+settings, whatever `--websocket-max-message-size` says, and fails an
+oversized frame with a close frame 1009 instead of dropping the TCP
+connection (autobahn's `failByDrop`, on by default, answers with a reset).
+"""
+
+import json
+import logging
+from typing import Any
+
+from django.conf import settings
+
+logger = logging.getLogger("agentchat.transport")
+
+# Room in a reply for everything but its list or wait payload: the envelope
+# (`{"id": ..., "ok": true, "result": {...}}`, an id of up to MAX_ID_CHARS
+# characters at 6 bytes each when escaped), a sync context, `current_seq`,
+# `has_more`, `next_cursor` and the like.
+REPLY_OVERHEAD_BYTES = 4096
+# Request ids come back on every reply; a longer one is refused.
+MAX_ID_CHARS = 200
+
+
+def transport_max_message_bytes() -> int:
+    """The WebSocket message limit given to daphne: the largest reply, and never below the largest frame."""
+    conf = settings.AGENTCHAT
+    return max(conf["MAX_REPLY_BYTES"], conf["MAX_FRAME_BYTES"])
+
+
+def reply_budget() -> int:
+    """Bytes a reply's payload (its messages, threads or agents) may use."""
+    return settings.AGENTCHAT["MAX_REPLY_BYTES"] - REPLY_OVERHEAD_BYTES
+
+
+def dumps(value: Any) -> str:
+    """JSON for the wire: UTF-8 text without `\\u` escapes, compact.
+
+    A string that cannot be UTF-8 (a lone surrogate stored before the edge
+    refused them) falls back to ASCII escapes: still valid JSON, and still sent.
+    """
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        text = json.dumps(value, separators=(",", ":"))
+    return text
+
+
+def size(value: Any) -> int:
+    """Bytes `value` takes in a reply (as `dumps` writes it)."""
+    return len(dumps(value).encode("utf-8", "surrogatepass"))
+
+
+def take_within(
+    items: list[dict[str, Any]], budget: int, *, newest_first: bool = False, at_least_one: bool = True
+) -> list[dict[str, Any]]:
+    """The longest run of `items` (from the start, or from the end with `newest_first`) whose JSON fits `budget`.
+
+    With `at_least_one`, the first item is taken whatever its size: a page
+    that could never move past an item would be worse than one reply too
+    large, which `encode_reply` then turns into an error reply.
+    """
+    order = reversed(items) if newest_first else items
+    taken: list[dict[str, Any]] = []
+    used = 2  # []
+    for item in order:
+        cost = size(item) + 1  # the comma
+        if used + cost > budget and (taken or not at_least_one):
+            break
+        taken.append(item)
+        used += cost
+    return list(reversed(taken)) if newest_first else taken
+
+
+_configured = False
+
+
+def configure_daphne() -> None:
+    """Give daphne's WebSocket factory the settings' limits and a close 1009 for an oversized frame."""
+    global _configured
+    if _configured:
+        return
+    try:
+        from daphne.ws_protocol import WebSocketFactory
+    except ImportError:  # pragma: no cover - another ASGI server
+        return
+    original = WebSocketFactory.setProtocolOptions
+
+    def set_protocol_options(factory: Any, **options: Any) -> None:
+        limit = transport_max_message_bytes()
+        requested = options.get("maxMessagePayloadSize")
+        if requested not in (None, limit):
+            logger.info("WebSocket messages are limited to %d bytes (AGENTCHAT settings), not %d.", limit, requested)
+        options.update(maxMessagePayloadSize=limit, maxFramePayloadSize=limit, failByDrop=False)
+        original(factory, **options)
+
+    WebSocketFactory.setProtocolOptions = set_protocol_options
+    _configured = True
+
+
+def encode_reply(request_id: Any, *, result: dict[str, Any] | None = None, error: dict[str, Any] | None = None) -> str:
+    """The text of a reply frame, never over MAX_REPLY_BYTES.
+
+    A result too large for the transport (which would drop it silently) is
+    replaced by a `PayloadTooLarge` error reply carrying the same id.
+    """
+    if error is not None:
+        return dumps({"id": request_id, "ok": False, "error": error})
+    text = dumps({"id": request_id, "ok": True, "result": result})
+    limit = settings.AGENTCHAT["MAX_REPLY_BYTES"]
+    length = len(text.encode("utf-8", "surrogatepass"))
+    if length > limit:
+        logger.warning("A reply of %d bytes was over the %d-byte limit; an error was sent instead.", length, limit)
+        error = {
+            "code": "PayloadTooLarge",
+            "message": f"The reply would be larger than {limit} bytes; ask for less (a smaller limit).",
+            "limit": limit,
+        }
+        text = dumps({"id": request_id, "ok": False, "error": error})
+    return text
