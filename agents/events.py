@@ -33,3 +33,14 @@ def announce_typing(agent, *, thread_id: str, is_typing: bool) -> None:
             "is_typing": is_typing,
         },
     )
+
+
+REVOCATIONS_GROUP = "agentchat.revocations"
+
+
+def announce_revocation(*, agent_id: UUID, generation: int) -> None:
+    """Tell every server process that the agent's sessions bound before `generation` are revoked."""
+    from agents import revocations
+
+    revocations.note(agent_id=str(agent_id), generation=generation)  # this process: at once
+    group_send(REVOCATIONS_GROUP, {"type": "agent.revoked", "agent_id": str(agent_id), "generation": generation})

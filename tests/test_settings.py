@@ -54,10 +54,13 @@ def test_defaults_are_sqlite_in_memory_layer_and_the_spec_values():
         "SEQ_TOLERANCE": 0,
         "REPLY_TOKEN_LEASE_SECONDS": 3600,
         "RATE_LIMIT_PER_MINUTE": 30,
+        "REGISTER_RATE_PER_MINUTE": 120,
+        "THREAD_RATE_PER_MINUTE": 20,
         "MAX_MESSAGE_CHARS": 65536,
         "MAX_FRAME_BYTES": 262144,
         "CONTENT_FILTER_ENABLED": True,
         "THREAD_IDLE_TIMEOUT_MINUTES": 0,
+        "INACTIVE_AGENT_DAYS": 30,
     }
 
 

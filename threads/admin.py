@@ -42,7 +42,7 @@ class ThreadAdmin(admin.ModelAdmin):
     search_fields = ["topic", "summary"]
     date_hierarchy = "created_at"
     # Status changes go through the actions, which apply the same rules as the ops.
-    readonly_fields = ["id", "status", "last_seq", "creator", "created_at", "updated_at", "closed_at"]
+    readonly_fields = ["id", "status", "last_seq", "creator", "administrator", "created_at", "updated_at", "closed_at"]
     fields = [
         "id",
         "topic",
@@ -53,6 +53,7 @@ class ThreadAdmin(admin.ModelAdmin):
         "metadata",
         "last_seq",
         "creator",
+        "administrator",
         "created_at",
         "updated_at",
         "closed_at",
@@ -114,17 +115,23 @@ class ThreadAdmin(admin.ModelAdmin):
                 self.message_user(request, f"{thread}: {error.message}", messages.WARNING)
         self.message_user(request, f"{verb} {done} thread(s).", messages.SUCCESS)
 
+    # The actions act as the staff user; the domain checks that they may.
     @admin.action(description="Close selected threads")
     def close_threads(self, request, queryset) -> None:
-        self._apply(request, queryset, lambda t: services.close_thread(thread_id=t.pk), "Closed")
+        close = services.close_thread
+        self._apply(request, queryset, lambda t: close(thread_id=t.pk, staff_user=request.user), "Closed")
 
     @admin.action(description="Archive selected threads")
     def archive_threads(self, request, queryset) -> None:
-        self._apply(request, queryset, lambda t: services.archive_thread(thread_id=t.pk), "Archived")
+        archive = services.archive_thread
+        self._apply(request, queryset, lambda t: archive(thread_id=t.pk, staff_user=request.user), "Archived")
 
     @admin.action(description="Reopen selected threads (into discuss)")
     def reopen_threads(self, request, queryset) -> None:
-        self._apply(request, queryset, lambda t: services.set_thread_state(thread_id=t.pk, state="discuss"), "Reopened")
+        reopen = services.set_thread_state
+        self._apply(
+            request, queryset, lambda t: reopen(thread_id=t.pk, state="discuss", staff_user=request.user), "Reopened"
+        )
 
 
 @admin.register(Message)

@@ -25,7 +25,10 @@ class AgentConsumer(AsyncWebsocketConsumer):
     channel_layer_alias = "agentchat-no-per-socket-channel"
 
     async def connect(self) -> None:
-        self.session = ops.Session()
+        # The client's address as the server reports it (daphne with
+        # --proxy-headers puts the forwarded one here).
+        client = self.scope.get("client")
+        self.session = ops.Session(client_address=str(client[0])[:100] if client else None)
         self.requests: set[asyncio.Task] = set()
         await self.accept()
 
@@ -34,6 +37,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
         for task in list(self.requests):
             task.cancel()
         await asyncio.gather(*self.requests, return_exceptions=True)
+        await self.session.close()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if text_data is None:

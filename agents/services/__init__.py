@@ -2,11 +2,16 @@
 The agents' domain, split by job:
 
 - `registration`: register, authenticate, resume, update, unregister, rotate a token, list;
-- `presence`: where heartbeats are written (coalesced), typing, and marking agents offline.
+- `presence`: where heartbeats are written (coalesced), typing, and marking agents offline;
+- `credentials`: revoking an agent's credentials (every socket bound to it), and the row lock
+  that both checks them and serializes an agent's writes;
+- `limits`: registrations per client address.
 
 Callers import the functions from here.
 """
 
+from agents.services.credentials import lock_agent
+from agents.services.limits import check_registration_rate
 from agents.services.presence import (
     heartbeat_would_lag,
     heartbeat_writes,
@@ -30,10 +35,12 @@ from agents.services.registration import (
 
 __all__ = [
     "authenticate",
+    "check_registration_rate",
     "get_agent",
     "heartbeat_would_lag",
     "heartbeat_writes",
     "list_agents",
+    "lock_agent",
     "mark_offline",
     "mark_offline_agents",
     "record_activity",

@@ -3,25 +3,38 @@
 from datetime import datetime
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from agentchat import tokens
 from agentchat.errors import BadRequest, InvalidCredentials, NotFound
 from agents import events
-from agents.models import Agent
+from agents.models import Agent, AgentNameCounter
+from agents.services import credentials
+from agents.services.limits import check_registration_rate
 from agents.services.presence import heartbeat_writes, record_activity
 
 
 def _unique_name(ide: str, model: str) -> str:
+    """The next generated name for the pair: "IDE (Model)", then "IDE (Model) 2", "... 3".
+
+    One upsert of the pair's counter row, whatever the number of agents: the
+    database serializes concurrent registrations of the same pair, and a
+    number it hands out is never handed out again (names freed by
+    purge_inactive_agents are not reused).
+    """
     base = f"{ide} ({model})"
-    taken = set(Agent.objects.filter(name__startswith=base).values_list("name", flat=True))
-    if base not in taken:
-        return base
-    n = 2
-    while f"{base} {n}" in taken:
-        n += 1
-    return f"{base} {n}"
+    table = AgentNameCounter._meta.db_table
+    # Equivalent to: counter, _ = get_or_create(base=base); counter.last_number += 1; counter.save()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'INSERT INTO "{table}" ("base", "last_number") VALUES (%s, 1) '
+            f'ON CONFLICT ("base") DO UPDATE SET "last_number" = "{table}"."last_number" + 1 '
+            'RETURNING "last_number"',
+            [base],
+        )
+        (number,) = cursor.fetchone()
+    return base if number == 1 else f"{base} {number}"
 
 
 def register_agent(
@@ -31,24 +44,55 @@ def register_agent(
     display_name: str = "",
     description: str = "",
     capabilities: list[str] | None = None,
+    client_address: str | None = None,
+    now: datetime | None = None,
 ) -> tuple[Agent, str]:
-    """Create an agent and return it with its token (the only time it is shown)."""
+    """Create an agent and return it with its token (the only time it is shown).
+
+    `client_address` (the address the request came from, given by the
+    transports) is held to REGISTER_RATE_PER_MINUTE.
+    """
     if not ide.strip():
         raise BadRequest("ide must not be empty.", field="ide")
     if not model.strip():
         raise BadRequest("model must not be empty.", field="model")
+    now = now or timezone.now()
+    with transaction.atomic():
+        if client_address is not None:
+            check_registration_rate(client_address, now=now)
+        return _create_agent(
+            ide=ide.strip(),
+            model=model.strip(),
+            display_name=display_name,
+            description=description,
+            capabilities=capabilities,
+            client_address=client_address or "",
+            now=now,
+        )
+
+
+def _create_agent(
+    *,
+    ide: str,
+    model: str,
+    display_name: str,
+    description: str,
+    capabilities: list[str] | None,
+    client_address: str,
+    now: datetime,
+) -> tuple[Agent, str]:
     token = tokens.new_token()
-    now = timezone.now()
-    # Two agents registering with the same IDE and model race for the same
-    # name; the unique index settles it and the loser takes the next number.
+    # The counter hands out each number once; a name taken anyway (by an agent
+    # registered before the counter existed) makes us take the next number.
     for _attempt in range(20):
+        name = _unique_name(ide, model)  # outside the savepoint: a collision keeps the number used
         try:
             with transaction.atomic():
                 agent = Agent.objects.create(
-                    name=_unique_name(ide.strip(), model.strip()),
+                    name=name,
                     display_name=display_name,
-                    ide=ide.strip(),
-                    model=model.strip(),
+                    ide=ide,
+                    model=model,
                     description=description,
                     capabilities=capabilities or [],
                     token_hash=tokens.hash_token(token),
@@ -57,6 +101,7 @@ def register_agent(
                     last_activity="agent_register",
                     last_activity_at=now,
                     registered_at=now,
+                    registered_from=client_address,
                 )
         except IntegrityError:  # the name was taken in the meantime
             continue
@@ -88,6 +133,7 @@ def resume_agent(*, agent_id: str, token: str) -> Agent:
     return agent
 
 
+@transaction.atomic
 def update_agent(
     *,
     agent: Agent,
@@ -95,6 +141,7 @@ def update_agent(
     description: str | None = None,
     capabilities: list[str] | None = None,
 ) -> Agent:
+    credentials.lock_agent(agent)
     fields = []
     if display_name is not None:
         agent.display_name = display_name
@@ -110,22 +157,20 @@ def update_agent(
     return agent
 
 
+@transaction.atomic
 def unregister_agent(*, agent: Agent, now: datetime | None = None) -> None:
-    """Take the agent offline at once and void its token."""
+    """Take the agent offline at once and void its token: every socket bound to it is refused from the commit on."""
     now = now or timezone.now()
-    Agent.objects.filter(pk=agent.pk).update(unregistered_at=now, status=Agent.Status.OFFLINE, token_hash="")
-    agent.unregistered_at = now
-    agent.status = Agent.Status.OFFLINE
-    agent.token_hash = ""
+    credentials.revoke(agent, unregistered_at=now, status=Agent.Status.OFFLINE, token_hash="")
     heartbeat_writes.forget([agent.pk])
     transaction.on_commit(lambda: events.announce_presence(agent, online=False))
 
 
+@transaction.atomic
 def rotate_token(*, agent: Agent) -> str:
-    """Give the agent a new token; the old one stops working at once."""
+    """Give the agent a new token; the old one, and every socket bound with it, stops working from the commit on."""
     token = tokens.new_token()
-    Agent.objects.filter(pk=agent.pk).update(token_hash=tokens.hash_token(token))
-    agent.token_hash = tokens.hash_token(token)
+    credentials.revoke(agent, token_hash=tokens.hash_token(token))
     return token
 
 

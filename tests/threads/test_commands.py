@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 from io import StringIO
+from types import SimpleNamespace
 
 import pytest
 from django.core.management import call_command
@@ -11,6 +12,9 @@ from django.utils import timezone
 from agentchat import tokens
 from threads import services
 from threads.models import ReplyToken, Thread
+
+# The admin and the console act as a staff user (threads.services.check_administrator).
+STAFF = SimpleNamespace(is_active=True, is_staff=True)
 
 pytestmark = pytest.mark.django_db
 
@@ -134,7 +138,7 @@ def test_a_thread_closed_as_idle_can_be_reopened(idle_for):
     idle = idle_for(31)
     run("close_idle_threads", "--minutes", "30")
 
-    services.set_thread_state(thread_id=str(idle.pk), state="discuss")
+    services.set_thread_state(staff_user=STAFF, thread_id=str(idle.pk), state="discuss")
 
     assert stored(idle).status == Thread.Status.DISCUSS
 

@@ -46,6 +46,7 @@ THREAD_KEYS = {
     "metadata",
     "last_seq",
     "creator_agent_id",
+    "administrator_agent_id",
 }
 MESSAGE_KEYS = {
     "msg_id",

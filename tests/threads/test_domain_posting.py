@@ -8,6 +8,7 @@ import json
 import uuid
 from contextlib import contextmanager
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from django.utils import timezone
@@ -17,6 +18,9 @@ from agents import services as agent_services
 from threads import selectors, services
 from threads.models import Message, ReplyToken, Thread
 from threads.serializers import HIDDEN_CONTENT, message_to_dict
+
+# The admin and the console act as a staff user (threads.services.check_administrator).
+STAFF = SimpleNamespace(is_active=True, is_staff=True)
 
 pytestmark = pytest.mark.django_db
 
@@ -133,13 +137,13 @@ def test_post_accepts_role_priority_metadata_and_stop_reason(agent, thread, sync
         agent,
         thread,
         sync,
-        role="system",
+        role="assistant",
         priority="urgent",
         metadata={"mentions": [str(agent.pk)], "stop_reason": "complete"},
     )
 
     message.refresh_from_db()
-    assert message.role == "system"
+    assert message.role == "assistant"
     assert message.priority == "urgent"
     assert message.metadata == {"mentions": [str(agent.pk)], "stop_reason": "complete"}
 
@@ -394,24 +398,24 @@ def test_same_client_msg_id_from_another_agent_is_a_new_message(agent, other, th
 
 @pytest.mark.parametrize("close", [services.close_thread, services.archive_thread], ids=["closed", "archived"])
 def test_post_to_closed_or_archived_thread_is_thread_closed(agent, thread, sync, close):
-    close(thread_id=str(thread.pk))
+    close(staff_user=STAFF, thread_id=str(thread.pk))
 
     with refused(thread, errors.ThreadClosed):
         post(agent, thread, sync)
 
 
 def test_token_refused_by_a_closed_thread_posts_once_it_reopens(agent, thread, sync):
-    services.close_thread(thread_id=str(thread.pk))
+    services.close_thread(staff_user=STAFF, thread_id=str(thread.pk))
     with pytest.raises(errors.ThreadClosed):
         post(agent, thread, sync)
 
-    services.set_thread_state(thread_id=str(thread.pk), state="discuss")
+    services.set_thread_state(staff_user=STAFF, thread_id=str(thread.pk), state="discuss")
 
     assert post(agent, thread, sync)[0].seq == 1
 
 
 def test_token_is_checked_before_the_thread_state(agent, thread):
-    services.close_thread(thread_id=str(thread.pk))
+    services.close_thread(staff_user=STAFF, thread_id=str(thread.pk))
     context = join(agent, thread)
 
     with refused(thread, errors.ReplyTokenInvalid):
@@ -419,7 +423,7 @@ def test_token_is_checked_before_the_thread_state(agent, thread):
 
 
 def test_human_post_to_closed_thread_is_thread_closed(thread):
-    services.close_thread(thread_id=str(thread.pk))
+    services.close_thread(staff_user=STAFF, thread_id=str(thread.pk))
 
     with refused(thread, errors.ThreadClosed):
         services.post_human_message(thread=thread, content="hi", author_name="Ada")
@@ -687,7 +691,7 @@ def test_create_thread_with_a_topic_in_use_is_conflict(agent, thread, topic):
 
 
 def test_topic_is_free_again_once_the_thread_is_archived(agent, thread):
-    services.archive_thread(thread_id=str(thread.pk))
+    services.archive_thread(staff_user=STAFF, thread_id=str(thread.pk))
 
     again, _ = services.create_thread(agent=agent, topic="plan")
 
@@ -696,7 +700,7 @@ def test_topic_is_free_again_once_the_thread_is_archived(agent, thread):
 
 
 def test_closed_thread_keeps_its_topic(agent, thread):
-    services.close_thread(thread_id=str(thread.pk))
+    services.close_thread(staff_user=STAFF, thread_id=str(thread.pk))
 
     with pytest.raises(errors.Conflict):
         services.create_thread(agent=agent, topic="plan")
@@ -721,7 +725,7 @@ def test_create_thread_with_unknown_template_is_not_found(agent):
 
 def test_set_thread_state_moves_freely_among_the_open_states(thread):
     for state in ["implement", "review", "done", "discuss", "review"]:
-        changed = services.set_thread_state(thread_id=str(thread.pk), state=state)
+        changed = services.set_thread_state(staff_user=STAFF, thread_id=str(thread.pk), state=state)
         assert changed.status == state
         assert Thread.objects.get(pk=thread.pk).status == state
 
@@ -729,27 +733,27 @@ def test_set_thread_state_moves_freely_among_the_open_states(thread):
 @pytest.mark.parametrize("state", ["closed", "archived"])
 def test_set_thread_state_to_closed_or_archived_is_invalid_transition(thread, state):
     with pytest.raises(errors.InvalidTransition):
-        services.set_thread_state(thread_id=str(thread.pk), state=state)
+        services.set_thread_state(staff_user=STAFF, thread_id=str(thread.pk), state=state)
 
     assert Thread.objects.get(pk=thread.pk).status == Thread.Status.DISCUSS
 
 
 def test_set_thread_state_to_an_unknown_state_is_bad_request(thread):
     with pytest.raises(errors.BadRequest) as info:
-        services.set_thread_state(thread_id=str(thread.pk), state="party")
+        services.set_thread_state(staff_user=STAFF, thread_id=str(thread.pk), state="party")
 
     assert info.value.extra["field"] == "state"
 
 
 def test_set_thread_state_of_unknown_thread_is_not_found():
     with pytest.raises(errors.NotFound):
-        services.set_thread_state(thread_id=str(uuid.uuid4()), state="review")
+        services.set_thread_state(staff_user=STAFF, thread_id=str(uuid.uuid4()), state="review")
 
 
 def test_set_thread_state_reopens_a_closed_thread(thread):
-    services.close_thread(thread_id=str(thread.pk))
+    services.close_thread(staff_user=STAFF, thread_id=str(thread.pk))
 
-    reopened = services.set_thread_state(thread_id=str(thread.pk), state="implement")
+    reopened = services.set_thread_state(staff_user=STAFF, thread_id=str(thread.pk), state="implement")
 
     stored = Thread.objects.get(pk=thread.pk)
     assert reopened.status == stored.status == Thread.Status.IMPLEMENT
@@ -757,19 +761,19 @@ def test_set_thread_state_reopens_a_closed_thread(thread):
 
 
 def test_set_thread_state_reopens_an_archived_thread(thread):
-    services.archive_thread(thread_id=str(thread.pk))
+    services.archive_thread(staff_user=STAFF, thread_id=str(thread.pk))
 
-    services.set_thread_state(thread_id=str(thread.pk), state="discuss")
+    services.set_thread_state(staff_user=STAFF, thread_id=str(thread.pk), state="discuss")
 
     assert Thread.objects.get(pk=thread.pk).status == Thread.Status.DISCUSS
 
 
 def test_reopening_an_archived_thread_whose_topic_was_reused_is_conflict(agent, thread):
-    services.archive_thread(thread_id=str(thread.pk))
+    services.archive_thread(staff_user=STAFF, thread_id=str(thread.pk))
     services.create_thread(agent=agent, topic="plan")
 
     with pytest.raises(errors.Conflict):
-        services.set_thread_state(thread_id=str(thread.pk), state="discuss")
+        services.set_thread_state(staff_user=STAFF, thread_id=str(thread.pk), state="discuss")
 
     assert Thread.objects.get(pk=thread.pk).status == Thread.Status.ARCHIVED
 
@@ -777,7 +781,7 @@ def test_reopening_an_archived_thread_whose_topic_was_reused_is_conflict(agent, 
 def test_close_thread_sets_closed_at_and_summary(thread):
     moment = timezone.now()
 
-    closed = services.close_thread(thread_id=str(thread.pk), summary="we agreed", now=moment)
+    closed = services.close_thread(staff_user=STAFF, thread_id=str(thread.pk), summary="we agreed", now=moment)
 
     stored = Thread.objects.get(pk=thread.pk)
     assert closed.status == stored.status == Thread.Status.CLOSED
@@ -787,19 +791,19 @@ def test_close_thread_sets_closed_at_and_summary(thread):
 
 def test_closing_twice_is_harmless_and_keeps_the_first_closed_at(thread):
     first = timezone.now()
-    services.close_thread(thread_id=str(thread.pk), now=first)
+    services.close_thread(staff_user=STAFF, thread_id=str(thread.pk), now=first)
 
-    again = services.close_thread(thread_id=str(thread.pk), now=first + timedelta(hours=1))
+    again = services.close_thread(staff_user=STAFF, thread_id=str(thread.pk), now=first + timedelta(hours=1))
 
     assert again.status == Thread.Status.CLOSED
     assert Thread.objects.get(pk=thread.pk).closed_at == first
 
 
 def test_archiving_twice_is_harmless(thread):
-    services.archive_thread(thread_id=str(thread.pk))
+    services.archive_thread(staff_user=STAFF, thread_id=str(thread.pk))
     closed_at = Thread.objects.get(pk=thread.pk).closed_at
 
-    again = services.archive_thread(thread_id=str(thread.pk))
+    again = services.archive_thread(staff_user=STAFF, thread_id=str(thread.pk))
 
     assert again.status == Thread.Status.ARCHIVED
     assert closed_at is not None
@@ -807,9 +811,9 @@ def test_archiving_twice_is_harmless(thread):
 
 
 def test_closing_an_archived_thread_leaves_it_archived(thread):
-    services.archive_thread(thread_id=str(thread.pk))
+    services.archive_thread(staff_user=STAFF, thread_id=str(thread.pk))
 
-    services.close_thread(thread_id=str(thread.pk))
+    services.close_thread(staff_user=STAFF, thread_id=str(thread.pk))
 
     assert Thread.objects.get(pk=thread.pk).status == Thread.Status.ARCHIVED
 
@@ -817,7 +821,7 @@ def test_closing_an_archived_thread_leaves_it_archived(thread):
 @pytest.mark.parametrize("thread_id", [str(uuid.uuid4()), "not-a-uuid"])
 def test_closing_an_unknown_thread_is_not_found(thread_id):
     with pytest.raises(errors.NotFound) as info:
-        services.close_thread(thread_id=thread_id)
+        services.close_thread(staff_user=STAFF, thread_id=thread_id)
 
     assert info.value.extra["resource"] == "thread"
 
@@ -859,7 +863,7 @@ def test_a_post_moves_a_thread_to_the_top(agent):
 
 def test_list_threads_leaves_out_archived_unless_asked_for(agent):
     made = make_threads(agent, 3)
-    services.archive_thread(thread_id=str(made[1].pk))
+    services.archive_thread(staff_user=STAFF, thread_id=str(made[1].pk))
 
     assert topics(selectors.list_threads()[0]) == ["t2", "t0"]
     assert topics(selectors.list_threads(status="archived")[0]) == ["t1"]
@@ -867,7 +871,7 @@ def test_list_threads_leaves_out_archived_unless_asked_for(agent):
 
 def test_list_threads_filters_by_status(agent):
     made = make_threads(agent, 3)
-    services.close_thread(thread_id=str(made[0].pk))
+    services.close_thread(staff_user=STAFF, thread_id=str(made[0].pk))
     Thread.objects.filter(pk=made[0].pk).update(updated_at=timezone.now() - timedelta(days=1))
 
     assert topics(selectors.list_threads(status="closed")[0]) == ["t0"]
@@ -985,7 +989,7 @@ def test_bus_connect_system_prompt_is_bus_guidance_then_the_threads_prompt(agent
 
 
 def test_bus_connect_by_the_name_of_an_archived_thread_creates_a_new_one(agent, thread):
-    services.archive_thread(thread_id=str(thread.pk))
+    services.archive_thread(staff_user=STAFF, thread_id=str(thread.pk))
 
     connection = services.bus_connect(agent=agent, thread_name="plan")
 
