@@ -28,13 +28,13 @@ def current_database_url() -> str:
 
 
 @contextmanager
-def daphne(*, env: dict[str, str] | None = None) -> Iterator[str]:
-    """Run `daphne agentchat.asgi:application` on a free loopback port; yield its ws URL."""
+def daphne(*, env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> Iterator[str]:
+    """Run `daphne [args] agentchat.asgi:application` on a free loopback port; yield its ws URL."""
     port = free_port()
     process_env = {**os.environ, "DATABASE_URL": current_database_url(), **(env or {})}
     log = tempfile.TemporaryFile()  # a pipe nobody reads could fill up and block the server
     process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "agentchat.asgi:application"],
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), *args, "agentchat.asgi:application"],
         cwd=BASE_DIR,
         env=process_env,
         stdout=subprocess.DEVNULL,
