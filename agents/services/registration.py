@@ -1,6 +1,6 @@
 """Agents: registration, credentials, profile and token rotation."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
@@ -184,3 +184,30 @@ def get_agent(*, agent_id: str) -> Agent:
         return Agent.objects.get(pk=agent_id)
     except (Agent.DoesNotExist, ValidationError, ValueError):
         raise NotFound("agent") from None
+
+
+def inactive_agents(*, days: int, now: datetime | None = None):
+    """Agents without a heartbeat (nor a registration) for `days` days, unregistered ones included."""
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    return Agent.objects.filter(last_heartbeat__lt=cutoff, registered_at__lt=cutoff)
+
+
+@transaction.atomic
+def purge_inactive_agents(*, days: int, dry_run: bool = False, now: datetime | None = None) -> list[dict]:
+    """Delete agents inactive for `days` days; return them as {"id", "name"} (with dry_run, those that would be).
+
+    Their messages stay, under the author's name (`author_name`; the author
+    link becomes null), and so do their threads; their reply tokens go. The
+    rows are locked and re-checked before the delete, so a heartbeat that
+    commits first keeps its agent, and two runs at once delete each agent once.
+    """
+    if days <= 0:
+        raise ValueError("days must be positive")
+    stale = inactive_agents(days=days, now=now)
+    if dry_run:
+        return list(stale.order_by("registered_at").values("id", "name"))
+    gone = list(stale.select_for_update().order_by("registered_at").values("id", "name"))
+    if gone:
+        Agent.objects.filter(pk__in=[row["id"] for row in gone]).delete()
+        heartbeat_writes.forget(row["id"] for row in gone)
+    return gone

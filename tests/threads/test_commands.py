@@ -196,3 +196,21 @@ def test_kept_token_still_posts_after_a_purge(agent):
     )
 
     assert message.seq == 1
+
+
+def test_close_idle_threads_with_minutes_zero_names_the_option(idle_for, settings):
+    settings.AGENTCHAT = {**settings.AGENTCHAT, "THREAD_IDLE_TIMEOUT_MINUTES": 30}
+    thread = idle_for(60)
+
+    assert run("close_idle_threads", "--minutes", "0") == "Idle threads are not closed (--minutes is 0).\n"
+    assert stored(thread).status == Thread.Status.DISCUSS
+    with pytest.raises(CommandError, match="--minutes must not be negative"):
+        run("close_idle_threads", "--minutes", "-1")
+
+
+def test_close_idle_threads_verbose_lists_what_it_closes(idle_for):
+    thread = idle_for(60)
+
+    output = run("close_idle_threads", "--minutes", "30", "-v", "2")
+
+    assert f"  {thread.topic} ({thread.pk})\n" in output
