@@ -2,7 +2,7 @@ from django.apps import AppConfig
 
 
 class AgentChatConfig(AppConfig):
-    """The project itself as an app: project-wide commands (bootstrap_admin)."""
+    """The project itself as an app: project-wide commands (bootstrap_admin) and system checks."""
 
     name = "agentchat"
     verbose_name = "AgentChat"

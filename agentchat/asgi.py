@@ -7,11 +7,17 @@ Run with `daphne agentchat.asgi:application`.
 
 import gc
 import os
+import sys
 
 from django.core.asgi import get_asgi_application
+from django.core.exceptions import ImproperlyConfigured
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "agentchat.settings")
-django_asgi_app = get_asgi_application()  # sets Django up before the imports below
+try:
+    django_asgi_app = get_asgi_application()  # sets Django up before the imports below
+except ImproperlyConfigured as error:
+    # A malformed environment value (agentchat/settings.py): one line for daphne's log, not a traceback.
+    sys.exit(f"Configuration error: {error}")
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 

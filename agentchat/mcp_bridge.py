@@ -83,6 +83,13 @@ def bearer_agent(ctx: ServerRequestContext) -> Any:
     return scope.get(SCOPE_AGENT)
 
 
+def client_address(ctx: ServerRequestContext) -> str | None:
+    """The client's address as the server reports it (for the registration limit, as on the WebSocket)."""
+    scope = getattr(ctx.request, "scope", None) or {}
+    client = scope.get("client")
+    return str(client[0])[:100] if client else None
+
+
 async def bind(bearer, name: str, args: dict[str, Any]) -> ops.Session:
     """The Session a tool call runs in: the bearer's agent, the agent of agent_id + token, or anonymous."""
     agent_id, token = args.get("agent_id"), args.get("token")
@@ -170,6 +177,7 @@ async def call_op(ctx: ServerRequestContext, name: str, arguments: dict[str, Any
         raise PayloadTooLarge(f"Tool arguments are limited to {limit} bytes.", limit=limit)
     args = dict(arguments)
     session = await bind(bearer_agent(ctx), name, args)
+    session.client_address = client_address(ctx)
     apply_aliases(session, args)
     if name != "msg_wait":
         return await run_detached(ops.dispatch(session, name, args))

@@ -132,6 +132,11 @@ TOOLS: dict[str, ToolSpec] = {
         "Close a thread, optionally with a summary.", {"thread_id": THREAD_ID, "summary": STRING}, ("thread_id",)
     ),
     "thread_archive": ToolSpec("Archive a thread.", {"thread_id": THREAD_ID}, ("thread_id",)),
+    "thread_set_administrator": ToolSpec(
+        "Hand the thread's administrator role to another participant (administrator only).",
+        {"thread_id": THREAD_ID, "administrator_agent_id": text("The agent id that takes the role.")},
+        ("thread_id", "administrator_agent_id"),
+    ),
     "bus_get_config": ToolSpec("The bus's limits and timeouts.", credentials=False),
     "bus_connect": ToolSpec(
         "Join a thread by name (created if missing) in one step: returns recent messages and your reply_token.",

@@ -9,6 +9,7 @@ and shapes the result. Rules live in those modules, not here; the WebSocket
 consumer (threads/consumers.py) only turns frames into `dispatch` calls.
 """
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -19,12 +20,14 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from agentchat.errors import BadRequest, NotFound, ProtocolError, Unauthenticated
+from agentchat.errors import BadRequest, InvalidCredentials, NotFound, ProtocolError, Unauthenticated
 from agentchat.protocol import Args
 from agentchat.transport import reply_budget, size, take_within
+from agents import revocations
 from agents import services as agent_services
 from agents.models import Agent
 from agents.serializers import agent_to_dict
+from agents.services.credentials import REVOKED
 from threads import search, selectors, services
 from threads.models import Message, Thread, ThreadTemplate
 from threads.serializers import (
@@ -51,11 +54,26 @@ def max_length(model: type, field: str) -> int:
     return model._meta.get_field(field).max_length
 
 
-@dataclass
+@dataclass(eq=False)
 class Session:
-    """One agent's conversation with the bus: anonymous until an op binds it to an agent."""
+    """One agent's conversation with the bus: anonymous until an op binds it to an agent.
+
+    The transport creates it with the client's address (for the registration
+    limit; None when the transport has none) and calls `close` when the
+    conversation ends.
+    """
 
     agent: Agent | None = None
+    client_address: str | None = None
+
+    def bind(self, agent: Agent | None) -> None:
+        """Bind the session to an agent (None: anonymous again); hear revocations while bound."""
+        self.agent = agent
+        if agent is not None:
+            revocations.listener().add(self)
+
+    async def close(self) -> None:
+        await revocations.listener().discard(self)
 
 
 Handler = Callable[[Session, Args], Awaitable[dict[str, Any]]]
@@ -90,6 +108,12 @@ async def dispatch(session: Session, name: str, raw_args: dict[str, Any]) -> dic
             raise BadRequest(f"Unknown op {name[:64]!r}.", field="op")
         if session.agent is None and not operation.anonymous:
             raise Unauthenticated("Bind this session first with agent_register, agent_resume or bus_connect.")
+        if session.agent is not None and revocations.is_revoked(session.agent):
+            # Unregistered or token rotated, here or in another process: the
+            # session may bind afresh (the anonymous ops); anything else is refused.
+            if not operation.anonymous:
+                raise InvalidCredentials(REVOKED)
+            session.bind(None)
         # Values no database stores alike are refused here, before any of them is touched.
         args = Args(raw_args)
         if session.agent is not None and operation.heartbeat:
@@ -127,8 +151,9 @@ async def agent_register(session: Session, args: Args) -> dict[str, Any]:
         display_name=args.str("display_name", default="", max_length=max_length(Agent, "display_name")),
         description=args.str("description", default=""),
         capabilities=args.str_list("capabilities"),
+        client_address=session.client_address,
     )
-    session.agent = agent
+    session.bind(agent)
     return {"agent_id": str(agent.pk), "token": token, "name": agent.name, "agent": agent_to_dict(agent)}
 
 
@@ -137,7 +162,7 @@ async def agent_resume(session: Session, args: Args) -> dict[str, Any]:
     agent = await db(agent_services.resume_agent)(
         agent_id=args.id("agent_id", required=True), token=args.str("token", required=True)
     )
-    session.agent = agent
+    session.bind(agent)
     return {"agent": agent_to_dict(agent)}
 
 
@@ -160,7 +185,7 @@ async def agent_update(session: Session, args: Args) -> dict[str, Any]:
 @op("agent_unregister", heartbeat=False)
 async def agent_unregister(session: Session, args: Args) -> dict[str, Any]:
     await db(agent_services.unregister_agent)(agent=session.agent)
-    session.agent = None
+    session.bind(None)
     return {"ok": True}
 
 
@@ -231,6 +256,7 @@ async def thread_set_state(session: Session, args: Args) -> dict[str, Any]:
     thread = await db(services.set_thread_state)(
         thread_id=args.id("thread_id", required=True),
         state=args.str("state", required=True, max_length=max_length(Thread, "status")),
+        agent=session.agent,
     )
     return {"thread": thread_to_dict(thread)}
 
@@ -238,15 +264,28 @@ async def thread_set_state(session: Session, args: Args) -> dict[str, Any]:
 @op("thread_close")
 async def thread_close(session: Session, args: Args) -> dict[str, Any]:
     thread = await db(services.close_thread)(
-        thread_id=args.id("thread_id", required=True), summary=args.text("summary")
+        thread_id=args.id("thread_id", required=True), summary=args.text("summary"), agent=session.agent
     )
     return {"thread": thread_to_dict(thread)}
 
 
 @op("thread_archive")
 async def thread_archive(session: Session, args: Args) -> dict[str, Any]:
-    thread = await db(services.archive_thread)(thread_id=args.id("thread_id", required=True))
+    thread = await db(services.archive_thread)(thread_id=args.id("thread_id", required=True), agent=session.agent)
     return {"thread": thread_to_dict(thread)}
+
+
+@op("thread_set_administrator")
+async def thread_set_administrator(session: Session, args: Args) -> dict[str, Any]:
+    thread, announcement = await db(services.set_administrator)(
+        thread_id=args.id("thread_id", required=True),
+        agent_id=args.id("administrator_agent_id", required=True),
+        agent=session.agent,
+    )
+    return {
+        "thread": thread_to_dict(thread),
+        "announcement": message_to_dict(announcement) if announcement is not None else None,
+    }
 
 
 @op("bus_get_config", anonymous=True)
@@ -274,8 +313,9 @@ async def bus_connect(session: Session, args: Args) -> dict[str, Any]:
         agent_id=args.id("agent_id"),
         token=args.str("token"),
         after_seq=args.int("after_seq", default=0, minimum=0),
+        client_address=session.client_address,
     )
-    session.agent = joined.agent
+    session.bind(joined.agent)
     result = {
         "agent": agent_to_dict(joined.agent),
         "thread": thread_to_dict(joined.thread),
@@ -338,17 +378,34 @@ async def msg_get(session: Session, args: Args) -> dict[str, Any]:
 async def msg_wait(session: Session, args: Args) -> dict[str, Any]:
     # The canonical form names the thread's group and keys the waiting room.
     thread_id = canonical_uuid(args.id("thread_id", required=True), resource="thread")
-    result = await wait_for_messages(
-        agent=session.agent,
-        thread_id=thread_id,
-        after_seq=args.int("after_seq", required=True, minimum=0),
-        timeout=args.int(
-            "timeout_ms", default=settings.AGENTCHAT["MSG_WAIT_TIMEOUT_MS"], minimum=0, maximum=MAX_WAIT_MS
+    agent = session.agent
+    waiting = asyncio.ensure_future(
+        wait_for_messages(
+            agent=agent,
+            thread_id=thread_id,
+            after_seq=args.int("after_seq", required=True, minimum=0),
+            timeout=args.int(
+                "timeout_ms", default=settings.AGENTCHAT["MSG_WAIT_TIMEOUT_MS"], minimum=0, maximum=MAX_WAIT_MS
+            )
+            / 1000,
+            for_agent=args.id("for_agent"),
+            limit=args.limit("limit", default=100, maximum=1000),
         )
-        / 1000,
-        for_agent=args.id("for_agent"),
-        limit=args.limit("limit", default=100, maximum=1000),
     )
+    # A wait ends early, refused, when the agent's credentials are revoked meanwhile.
+    revoked = revocations.watch(agent)
+    watching = asyncio.ensure_future(revoked.wait())
+    try:
+        await asyncio.wait([waiting, watching], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        revocations.unwatch(agent, revoked)
+        watching.cancel()
+        if not waiting.done():
+            waiting.cancel()
+        await asyncio.gather(waiting, watching, return_exceptions=True)
+    if revoked.is_set() or waiting.cancelled():
+        raise InvalidCredentials(REVOKED)
+    result = waiting.result()
     return {"messages": messages_to_list(result.messages), "has_more": result.has_more, **result.sync.as_dict()}
 
 

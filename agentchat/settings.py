@@ -183,6 +183,12 @@ AGENTCHAT = {
     "REPLY_TOKEN_LEASE_SECONDS": env_int("AGENTCHAT_REPLY_TOKEN_LEASE_SECONDS", 3600),
     # Posts per agent per minute; 0 turns the limit off.
     "RATE_LIMIT_PER_MINUTE": env_int("AGENTCHAT_RATE_LIMIT_PER_MINUTE", 30),
+    # Agents registered per client address per minute (0: off). A team's
+    # agents often start together behind one address (one machine, one NAT):
+    # a burst of a hundred is let through, a flood is not.
+    "REGISTER_RATE_PER_MINUTE": env_int("AGENTCHAT_REGISTER_RATE_PER_MINUTE", 120),
+    # Threads created per agent per minute (thread_create, bus_connect by name); 0: off.
+    "THREAD_RATE_PER_MINUTE": env_int("AGENTCHAT_THREAD_RATE_PER_MINUTE", 20),
     "MAX_MESSAGE_CHARS": env_int("AGENTCHAT_MAX_MESSAGE_CHARS", 65536),
     "MAX_FRAME_BYTES": env_int("AGENTCHAT_MAX_FRAME_BYTES", 262144),
     # The largest reply the server sends, and the WebSocket message limit it
@@ -194,6 +200,8 @@ AGENTCHAT = {
     "CONTENT_FILTER_ENABLED": env_bool("AGENTCHAT_CONTENT_FILTER_ENABLED", True),
     # close_idle_threads closes threads idle this long; 0 turns it off.
     "THREAD_IDLE_TIMEOUT_MINUTES": env_int("AGENTCHAT_THREAD_IDLE_TIMEOUT_MINUTES", 0),
+    # purge_inactive_agents deletes agents without a heartbeat for this many days; 0 turns it off.
+    "INACTIVE_AGENT_DAYS": env_int("AGENTCHAT_INACTIVE_AGENT_DAYS", 30),
     # MCP transport (/mcp). Most MCP clients cut a tool call at 60 s, so
     # msg_wait over MCP defaults to 50 s and is capped at 300 s.
     "MCP_WAIT_DEFAULT_MS": env_int("AGENTCHAT_MCP_WAIT_DEFAULT_MS", 50_000),

@@ -148,3 +148,14 @@ def waiting_threads(agent_ids: Iterable[UUID | str]) -> dict[str, set[str]]:
 
 
 arefresh_waiting = sync_to_async(refresh_waiting)  # on the process's thread for synchronous work
+
+
+REVOCATIONS_GROUP = "agentchat.revocations"
+
+
+def announce_revocation(*, agent_id: UUID, generation: int) -> None:
+    """Tell every server process that the agent's sessions bound before `generation` are revoked."""
+    from agents import revocations
+
+    revocations.note(agent_id=str(agent_id), generation=generation)  # this process: at once
+    group_send(REVOCATIONS_GROUP, {"type": "agent.revoked", "agent_id": str(agent_id), "generation": generation})

@@ -50,12 +50,21 @@ class Agent(models.Model):
     last_activity_at = models.DateTimeField(null=True, blank=True)
     registered_at = models.DateTimeField(default=timezone.now, editable=False)
     unregistered_at = models.DateTimeField(null=True, blank=True)
+    # The client address the agent registered from (as the server saw it),
+    # for the per-address registration limit.
+    registered_from = models.CharField(max_length=100, blank=True, editable=False)
+    # Bumped whenever the agent's credentials stop working (unregister, token
+    # rotation); a socket bound under an older generation is refused.
+    credential_generation = models.PositiveIntegerField(default=0, editable=False)
 
     objects = AgentQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
-        indexes = [models.Index(fields=["status", "last_heartbeat"], name="agent_status_heartbeat")]
+        indexes = [
+            models.Index(fields=["status", "last_heartbeat"], name="agent_status_heartbeat"),
+            models.Index(fields=["registered_from", "registered_at"], name="agent_registered_from"),
+        ]
 
     def __str__(self) -> str:
         return self.display_name or self.name
@@ -70,3 +79,17 @@ class Agent(models.Model):
     @property
     def is_online(self) -> bool:
         return self.is_online_at()
+
+
+class AgentNameCounter(models.Model):
+    """The last number handed out for a generated name "IDE (Model)", "IDE (Model) 2", ...
+
+    One row per IDE and model pair, bumped by one upsert per registration, so
+    allocating a unique name costs the same however many agents share the pair.
+    """
+
+    base = models.CharField(max_length=255, primary_key=True)
+    last_number = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.base}: {self.last_number}"

@@ -8,7 +8,7 @@ It starts its own daphne processes on loopback ports (with `running_daphne`
 of tests/support/servers.py, the launcher the end-to-end tests use too) and
 its own databases: a temporary SQLite file, and the PostgreSQL database
 `--pg-database` (dropped and created afresh). Every server
-runs with AGENTCHAT_RATE_LIMIT_PER_MINUTE=0 and the heartbeat interval and
+runs with the rate limits off (AGENTCHAT_*_RATE*=0) and the heartbeat interval and
 timeout given here. The clients are the project's own `AgentChatClient`s,
 without client heartbeats, all in this process.
 
@@ -73,6 +73,8 @@ def server_env(options: argparse.Namespace, database_url: str, redis_url: str = 
         "DJANGO_DEBUG": "false",
         "DJANGO_SECRET_KEY": "benchmark-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
         "AGENTCHAT_RATE_LIMIT_PER_MINUTE": "0",
+        "AGENTCHAT_REGISTER_RATE_PER_MINUTE": "0",
+        "AGENTCHAT_THREAD_RATE_PER_MINUTE": "0",
         "AGENTCHAT_HEARTBEAT_INTERVAL": str(options.heartbeat_interval),
         "AGENTCHAT_HEARTBEAT_TIMEOUT": str(options.heartbeat_timeout),
     }

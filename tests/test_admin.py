@@ -1,6 +1,7 @@
 """The Django admin: usable lists and pages, working actions, no secret shown."""
 
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from django.db import connection
@@ -13,6 +14,9 @@ from agents import services as agent_services
 from agents.models import Agent
 from threads import services
 from threads.models import Message, ReplyToken, Thread, ThreadTemplate
+
+# The admin and the console act as a staff user (threads.services.check_administrator).
+STAFF = SimpleNamespace(is_active=True, is_staff=True)
 
 pytestmark = pytest.mark.django_db
 
@@ -228,7 +232,7 @@ def test_a_human_posts_into_a_thread_from_the_admin(admin_client, bus):
 
 def test_a_human_post_to_a_closed_thread_is_refused_and_stores_nothing(admin_client, bus):
     thread = bus["thread"]
-    services.close_thread(thread_id=thread.pk)
+    services.close_thread(staff_user=STAFF, thread_id=thread.pk)
     response = admin_client.post(
         reverse("admin:threads_thread_post", args=[thread.pk]), {"content": "hello?", "priority": "normal"}
     )

@@ -54,6 +54,8 @@ def test_defaults_are_sqlite_in_memory_layer_and_the_spec_values():
         "SEQ_TOLERANCE": 0,
         "REPLY_TOKEN_LEASE_SECONDS": 3600,
         "RATE_LIMIT_PER_MINUTE": 30,
+        "REGISTER_RATE_PER_MINUTE": 120,
+        "THREAD_RATE_PER_MINUTE": 20,
         "MAX_MESSAGE_CHARS": 65536,
         "MAX_FRAME_BYTES": 262144,
         "MAX_REPLY_BYTES": 1048576,
@@ -63,6 +65,7 @@ def test_defaults_are_sqlite_in_memory_layer_and_the_spec_values():
         "MCP_WAIT_MAX_MS": 300000,
         "MCP_PROGRESS_INTERVAL": 15,
         "MCP_SESSION_IDLE_TIMEOUT": 1800,
+        "INACTIVE_AGENT_DAYS": 30,
     }
 
 

@@ -134,7 +134,7 @@ class ThreadAdmin(admin.ModelAdmin):
     search_fields = ["topic", "summary"]
     date_hierarchy = "created_at"
     # Status changes go through the actions, which apply the same rules as the ops.
-    readonly_fields = ["id", "status", "last_seq", "creator", "created_at", "updated_at", "closed_at"]
+    readonly_fields = ["id", "status", "last_seq", "creator", "administrator", "created_at", "updated_at", "closed_at"]
     fields = [
         "id",
         "topic",
@@ -145,6 +145,7 @@ class ThreadAdmin(admin.ModelAdmin):
         "metadata",
         "last_seq",
         "creator",
+        "administrator",
         "created_at",
         "updated_at",
         "closed_at",
@@ -280,15 +281,25 @@ class ThreadAdmin(admin.ModelAdmin):
         try:
             if action == "close":
                 summary = request.POST.get("summary", "").strip() or None
-                self._act(request, thread, lambda t: services.close_thread(thread_id=t.pk, summary=summary), "Closed")
+                self._act(
+                    request,
+                    thread,
+                    lambda t: services.close_thread(thread_id=t.pk, summary=summary, staff_user=request.user),
+                    "Closed",
+                )
             elif action == "archive":
-                self._act(request, thread, lambda t: services.archive_thread(thread_id=t.pk), "Archived")
+                self._act(
+                    request,
+                    thread,
+                    lambda t: services.archive_thread(thread_id=t.pk, staff_user=request.user),
+                    "Archived",
+                )
             elif action in ("reopen", "state"):
                 state = request.POST.get("state") or Thread.Status.DISCUSS
                 self._act(
                     request,
                     thread,
-                    lambda t: services.set_thread_state(thread_id=t.pk, state=state),
+                    lambda t: services.set_thread_state(thread_id=t.pk, state=state, staff_user=request.user),
                     f"Moved to {state}:",
                 )
             else:
@@ -343,17 +354,23 @@ class ThreadAdmin(admin.ModelAdmin):
                 self.message_user(request, f"{thread}: {error.message}", messages.WARNING)
         self.message_user(request, f"{verb} {done} thread(s).", messages.SUCCESS)
 
+    # The actions act as the staff user; the domain checks that they may.
     @admin.action(description="Close selected threads")
     def close_threads(self, request, queryset) -> None:
-        self._apply(request, queryset, lambda t: services.close_thread(thread_id=t.pk), "Closed")
+        close = services.close_thread
+        self._apply(request, queryset, lambda t: close(thread_id=t.pk, staff_user=request.user), "Closed")
 
     @admin.action(description="Archive selected threads")
     def archive_threads(self, request, queryset) -> None:
-        self._apply(request, queryset, lambda t: services.archive_thread(thread_id=t.pk), "Archived")
+        archive = services.archive_thread
+        self._apply(request, queryset, lambda t: archive(thread_id=t.pk, staff_user=request.user), "Archived")
 
     @admin.action(description="Reopen selected threads (into discuss)")
     def reopen_threads(self, request, queryset) -> None:
-        self._apply(request, queryset, lambda t: services.set_thread_state(thread_id=t.pk, state="discuss"), "Reopened")
+        reopen = services.set_thread_state
+        self._apply(
+            request, queryset, lambda t: reopen(thread_id=t.pk, state="discuss", staff_user=request.user), "Reopened"
+        )
 
 
 class UnansweredFilter(admin.SimpleListFilter):

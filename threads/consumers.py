@@ -39,7 +39,10 @@ class AgentConsumer(AsyncWebsocketConsumer):
             await self.cancel_requests()
 
     async def connect(self) -> None:
-        self.session = ops.Session()
+        # The client's address as the server reports it (daphne with
+        # --proxy-headers puts the forwarded one here).
+        client = self.scope.get("client")
+        self.session = ops.Session(client_address=str(client[0])[:100] if client else None)
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
@@ -50,6 +53,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
         for task in list(self.requests):
             task.cancel()
         await asyncio.gather(*self.requests, return_exceptions=True)
+        await self.session.close()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:

@@ -63,6 +63,11 @@ class Thread(models.Model):
     creator = models.ForeignKey(
         "agents.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="created_threads"
     )
+    # Closes, archives, reopens and changes the state of the thread (with staff);
+    # the creator at first, then whoever it (or staff) hands the role to.
+    administrator = models.ForeignKey(
+        "agents.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="administered_threads"
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     # Last activity: creation, a post or a state change.
     updated_at = models.DateTimeField(default=timezone.now, db_index=True)
@@ -75,7 +80,10 @@ class Thread(models.Model):
                 fields=["topic"], condition=~Q(status="archived"), name="thread_topic_unique_unless_archived"
             )
         ]
-        indexes = [models.Index(fields=["status", "updated_at"], name="thread_status_updated")]
+        indexes = [
+            models.Index(fields=["status", "updated_at"], name="thread_status_updated"),
+            models.Index(fields=["creator", "created_at"], name="thread_creator_created"),
+        ]
 
     def __str__(self) -> str:
         return self.topic

@@ -22,6 +22,7 @@ def thread_to_dict(thread: Thread) -> dict[str, Any]:
         "metadata": thread.metadata or {},
         "last_seq": thread.last_seq,
         "creator_agent_id": str(thread.creator_id) if thread.creator_id else None,
+        "administrator_agent_id": str(thread.administrator_id) if thread.administrator_id else None,
     }
 
 

@@ -2,11 +2,16 @@
 The agents' domain, split by job:
 
 - `registration`: register, authenticate, resume, update, unregister, rotate a token, list;
-- `presence`: where heartbeats are written (coalesced), typing, and marking agents offline.
+- `presence`: where heartbeats are written (coalesced), typing, and marking agents offline;
+- `credentials`: revoking an agent's credentials (every socket bound to it), and the row lock
+  that both checks them and serializes an agent's writes;
+- `limits`: registrations per client address.
 
 Callers import the functions from here.
 """
 
+from agents.services.credentials import lock_agent
+from agents.services.limits import check_registration_rate
 from agents.services.presence import (
     heartbeat_would_lag,
     heartbeat_writes,
@@ -22,8 +27,10 @@ from agents.services.registration import (
     authenticate_token,
     encode_agent_cursor,
     get_agent,
+    inactive_agents,
     list_agents,
     page_agents,
+    purge_inactive_agents,
     register_agent,
     resume_agent,
     rotate_token,
@@ -35,13 +42,17 @@ __all__ = [
     "authenticate",
     "authenticate_token",
     "encode_agent_cursor",
+    "check_registration_rate",
     "get_agent",
     "heartbeat_would_lag",
     "heartbeat_writes",
+    "inactive_agents",
     "list_agents",
+    "lock_agent",
     "mark_offline",
     "mark_offline_agents",
     "page_agents",
+    "purge_inactive_agents",
     "record_activity",
     "refresh_heartbeats",
     "register_agent",

@@ -21,8 +21,10 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from agentchat.errors import InvalidCredentials
 from agents import events
 from agents.models import Agent, online_cutoff
+from agents.services.credentials import REVOKED
 
 
 class HeartbeatWrites:
@@ -88,7 +90,9 @@ def record_activity(*, agent: Agent, op: str, always: bool = False, now: datetim
 
     `always` stores it regardless (agent_heartbeat: a heartbeat that arrives
     late must not be hidden behind an older coalesced write). Returns whether
-    a write happened. Also updates the in-memory `agent`.
+    a write happened. Also updates the in-memory `agent`. InvalidCredentials
+    when the write finds the agent's credentials (as the caller holds them)
+    revoked.
     """
     now = now or timezone.now()
     agent.last_heartbeat = now
@@ -98,14 +102,21 @@ def record_activity(*, agent: Agent, op: str, always: bool = False, now: datetim
     silent_for = heartbeat_writes.seconds_since(agent.pk)
     if not heartbeat_writes.claim([agent.pk], force=always):
         return False
+    # Only the row of the credentials the caller holds: a write that finds no
+    # row means they were revoked (a broadcast of it may have been lost).
+    mine = Agent.objects.filter(
+        pk=agent.pk, unregistered_at__isnull=True, credential_generation=agent.credential_generation
+    )
     if silent_for >= settings.AGENTCHAT["AGENT_HEARTBEAT_TIMEOUT"]:
         # Silent here long enough for mark_offline_agents (or an admin) to have
         # taken it offline: the write itself tells whether it comes back online.
-        back = Agent.objects.filter(pk=agent.pk, unregistered_at__isnull=True, status=Agent.Status.OFFLINE)
+        back = mine.filter(status=Agent.Status.OFFLINE)
         if back.update(last_heartbeat=now, status=Agent.Status.ONLINE, last_activity=op, last_activity_at=now):
             transaction.on_commit(lambda: events.announce_presence(agent, online=True))
             return True
-    store_heartbeats([agent.pk], now=now, op=op)
+    if not mine.update(last_heartbeat=now, status=Agent.Status.ONLINE, last_activity=op, last_activity_at=now):
+        heartbeat_writes.forget([agent.pk])
+        raise InvalidCredentials(REVOKED)
     return True
 
 

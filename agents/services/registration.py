@@ -2,16 +2,18 @@
 
 import base64
 import binascii
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from agentchat import tokens
 from agentchat.errors import BadRequest, InvalidCredentials, NotFound
 from agents import events
-from agents.models import Agent
+from agents.models import Agent, AgentNameCounter
+from agents.services import credentials
+from agents.services.limits import check_registration_rate
 from agents.services.presence import heartbeat_writes, record_activity
 
 # Room left in Agent.name for the " 12345" that tells same-named agents apart.
@@ -32,14 +34,25 @@ def name_base(ide: str, model: str) -> str:
 
 
 def _unique_name(ide: str, model: str) -> str:
+    """The next generated name for the pair: "IDE (Model)", then "IDE (Model) 2", "... 3".
+
+    One upsert of the pair's counter row, whatever the number of agents: the
+    database serializes concurrent registrations of the same pair, and a
+    number it hands out is never handed out again (names freed by
+    purge_inactive_agents are not reused).
+    """
     base = name_base(ide, model)
-    taken = set(Agent.objects.filter(name__startswith=base).values_list("name", flat=True))
-    if base not in taken:
-        return base
-    n = 2
-    while f"{base} {n}" in taken:
-        n += 1
-    return f"{base} {n}"
+    table = AgentNameCounter._meta.db_table
+    # Equivalent to: counter, _ = get_or_create(base=base); counter.last_number += 1; counter.save()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'INSERT INTO "{table}" ("base", "last_number") VALUES (%s, 1) '
+            f'ON CONFLICT ("base") DO UPDATE SET "last_number" = "{table}"."last_number" + 1 '
+            'RETURNING "last_number"',
+            [base],
+        )
+        (number,) = cursor.fetchone()
+    return base if number == 1 else f"{base} {number}"
 
 
 def register_agent(
@@ -49,24 +62,55 @@ def register_agent(
     display_name: str = "",
     description: str = "",
     capabilities: list[str] | None = None,
+    client_address: str | None = None,
+    now: datetime | None = None,
 ) -> tuple[Agent, str]:
-    """Create an agent and return it with its token (the only time it is shown)."""
+    """Create an agent and return it with its token (the only time it is shown).
+
+    `client_address` (the address the request came from, given by the
+    transports) is held to REGISTER_RATE_PER_MINUTE.
+    """
     if not ide.strip():
         raise BadRequest("ide must not be empty.", field="ide")
     if not model.strip():
         raise BadRequest("model must not be empty.", field="model")
+    now = now or timezone.now()
+    with transaction.atomic():
+        if client_address is not None:
+            check_registration_rate(client_address, now=now)
+        return _create_agent(
+            ide=ide.strip(),
+            model=model.strip(),
+            display_name=display_name,
+            description=description,
+            capabilities=capabilities,
+            client_address=client_address or "",
+            now=now,
+        )
+
+
+def _create_agent(
+    *,
+    ide: str,
+    model: str,
+    display_name: str,
+    description: str,
+    capabilities: list[str] | None,
+    client_address: str,
+    now: datetime,
+) -> tuple[Agent, str]:
     token = tokens.new_token()
-    now = timezone.now()
-    # Two agents registering with the same IDE and model race for the same
-    # name; the unique index settles it and the loser takes the next number.
+    # The counter hands out each number once; a name taken anyway (by an agent
+    # registered before the counter existed) makes us take the next number.
     for _attempt in range(20):
+        name = _unique_name(ide, model)  # outside the savepoint: a collision keeps the number used
         try:
             with transaction.atomic():
                 agent = Agent.objects.create(
-                    name=_unique_name(ide.strip(), model.strip()),
+                    name=name,
                     display_name=display_name,
-                    ide=ide.strip(),
-                    model=model.strip(),
+                    ide=ide,
+                    model=model,
                     description=description,
                     capabilities=capabilities or [],
                     token_hash=tokens.hash_token(token),
@@ -75,6 +119,7 @@ def register_agent(
                     last_activity="agent_register",
                     last_activity_at=now,
                     registered_at=now,
+                    registered_from=client_address,
                 )
         except IntegrityError:  # the name was taken in the meantime
             continue
@@ -118,6 +163,7 @@ def resume_agent(*, agent_id: str, token: str) -> Agent:
     return agent
 
 
+@transaction.atomic
 def update_agent(
     *,
     agent: Agent,
@@ -125,6 +171,7 @@ def update_agent(
     description: str | None = None,
     capabilities: list[str] | None = None,
 ) -> Agent:
+    credentials.lock_agent(agent)
     fields = []
     if display_name is not None:
         agent.display_name = display_name
@@ -140,22 +187,20 @@ def update_agent(
     return agent
 
 
+@transaction.atomic
 def unregister_agent(*, agent: Agent, now: datetime | None = None) -> None:
-    """Take the agent offline at once and void its token."""
+    """Take the agent offline at once and void its token: every socket bound to it is refused from the commit on."""
     now = now or timezone.now()
-    Agent.objects.filter(pk=agent.pk).update(unregistered_at=now, status=Agent.Status.OFFLINE, token_hash="")
-    agent.unregistered_at = now
-    agent.status = Agent.Status.OFFLINE
-    agent.token_hash = ""
+    credentials.revoke(agent, unregistered_at=now, status=Agent.Status.OFFLINE, token_hash="")
     heartbeat_writes.forget([agent.pk])
     transaction.on_commit(lambda: events.announce_presence(agent, online=False))
 
 
+@transaction.atomic
 def rotate_token(*, agent: Agent) -> str:
-    """Give the agent a new token; the old one stops working at once."""
+    """Give the agent a new token; the old one, and every socket bound with it, stops working from the commit on."""
     token = tokens.new_token()
-    Agent.objects.filter(pk=agent.pk).update(token_hash=tokens.hash_token(token))
-    agent.token_hash = tokens.hash_token(token)
+    credentials.revoke(agent, token_hash=tokens.hash_token(token))
     return token
 
 
@@ -196,3 +241,30 @@ def get_agent(*, agent_id: str) -> Agent:
         return Agent.objects.get(pk=agent_id)
     except (Agent.DoesNotExist, ValidationError, ValueError):
         raise NotFound("agent") from None
+
+
+def inactive_agents(*, days: int, now: datetime | None = None):
+    """Agents without a heartbeat (nor a registration) for `days` days, unregistered ones included."""
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    return Agent.objects.filter(last_heartbeat__lt=cutoff, registered_at__lt=cutoff)
+
+
+@transaction.atomic
+def purge_inactive_agents(*, days: int, dry_run: bool = False, now: datetime | None = None) -> list[dict]:
+    """Delete agents inactive for `days` days; return them as {"id", "name"} (with dry_run, those that would be).
+
+    Their messages stay, under the author's name (`author_name`; the author
+    link becomes null), and so do their threads; their reply tokens go. The
+    rows are locked and re-checked before the delete, so a heartbeat that
+    commits first keeps its agent, and two runs at once delete each agent once.
+    """
+    if days <= 0:
+        raise ValueError("days must be positive")
+    stale = inactive_agents(days=days, now=now)
+    if dry_run:
+        return list(stale.order_by("registered_at").values("id", "name"))
+    gone = list(stale.select_for_update().order_by("registered_at").values("id", "name"))
+    if gone:
+        Agent.objects.filter(pk__in=[row["id"] for row in gone]).delete()
+        heartbeat_writes.forget(row["id"] for row in gone)
+    return gone

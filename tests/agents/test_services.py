@@ -310,7 +310,8 @@ def test_record_activity_does_not_revive_an_unregistered_agent(make_agent):
     agent, _ = make_agent()
     services.unregister_agent(agent=agent)
 
-    services.record_activity(agent=agent, op="agent_heartbeat")
+    with pytest.raises(errors.InvalidCredentials):
+        services.record_activity(agent=agent, op="agent_heartbeat")
 
     stored = Agent.objects.get(pk=agent.pk)
     assert stored.status == Agent.Status.OFFLINE

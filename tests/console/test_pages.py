@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from agents.models import Agent
+from tests.support.domain import STAFF
 from threads import services
 from threads.models import Message, ReplyToken, Thread
 
@@ -133,7 +134,7 @@ def test_the_composer_posts_as_the_staff_user_and_is_refused_on_a_closed_thread(
     assert response.json() == {"ok": True, "seq": 2}
     message = Message.objects.get(thread=thread, seq=2)
     assert (message.role, message.priority, message.author_name) == ("user", "urgent", "admin")
-    services.close_thread(thread_id=thread.pk)
+    services.close_thread(staff_user=STAFF, thread_id=thread.pk)
     response = admin_client.post(url, {"content": "anyone?"}, HTTP_ACCEPT="application/json")
     assert response.status_code == 400 and response.json() == {"ok": False, "error": "The thread is closed."}
     assert Thread.objects.get(pk=thread.pk).last_seq == 2

@@ -1,6 +1,7 @@
 """Helpers for tests that call the domain layer (threads.services) directly."""
 
 from contextlib import contextmanager
+from types import SimpleNamespace
 
 import pytest
 
@@ -63,3 +64,7 @@ def refused(thread, error_class):
 def token_row(sync):
     """The stored ReplyToken of a sync context."""
     return ReplyToken.objects.get(token_hash=tokens.hash_token(sync.reply_token))
+
+
+# The admin and the console act as a staff user (threads.services.check_administrator).
+STAFF = SimpleNamespace(is_active=True, is_staff=True)

@@ -43,13 +43,23 @@ def wait_for_port(port: int, process: subprocess.Popen, what: str = "daphne", ti
 class Daphne:
     """`daphne agentchat.asgi:application` on a free loopback port, with `env` over this process's environment."""
 
-    def __init__(self, env: dict[str, str] | None = None) -> None:
+    def __init__(self, env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         self.url = f"ws://127.0.0.1:{self.port}/ws/agent/"
         self.log = Path(tempfile.mkstemp(prefix="agentchat-daphne-", suffix=".log")[1])
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "agentchat.asgi:application"],
+                [
+                    sys.executable,
+                    "-m",
+                    "daphne",
+                    "-b",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    *args,
+                    "agentchat.asgi:application",
+                ],
                 cwd=BASE_DIR,
                 env={**os.environ, **(env or {})},
                 stdout=log,
@@ -104,9 +114,9 @@ class Daphne:
 
 
 @contextmanager
-def running_daphne(env: dict[str, str] | None = None) -> Iterator[Daphne]:
-    """A Daphne for the duration of the block: stopped, and its log removed, on exit."""
-    server = Daphne(env)
+def running_daphne(env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> Iterator[Daphne]:
+    """A Daphne (with extra daphne `args`) for the duration of the block: stopped, and its log removed, on exit."""
+    server = Daphne(env, args)
     try:
         yield server
     finally:
@@ -126,9 +136,9 @@ def current_database_url() -> str:
 
 
 @contextmanager
-def daphne_on_test_database(env: dict[str, str] | None = None) -> Iterator[Daphne]:
+def daphne_on_test_database(env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> Iterator[Daphne]:
     """A Daphne that shares the running test's database (and, through the environment, its Redis)."""
-    with running_daphne({"DATABASE_URL": current_database_url(), **(env or {})}) as server:
+    with running_daphne({"DATABASE_URL": current_database_url(), **(env or {})}, args) as server:
         yield server
 
 

@@ -164,6 +164,7 @@ AGENT_KEYS = {
     "registered_at",
 }
 THREAD_KEYS = {
+    "administrator_agent_id",
     "thread_id",
     "topic",
     "status",
@@ -234,6 +235,6 @@ async def presence_event(channel: str, agent_id: str, kind: str = "agent.presenc
             return event
 
 
-def server_background_tasks() -> list[asyncio.Task]:
-    """The running tasks the server started in this process on its own (they are named "agentchat-...")."""
-    return [task for task in asyncio.all_tasks() if task.get_name().startswith("agentchat-")]
+def waiting_room_tasks() -> list[asyncio.Task]:
+    """The running tasks of this process's waiting room (named "agentchat-waiters-...")."""
+    return [task for task in asyncio.all_tasks() if task.get_name().startswith("agentchat-waiters")]

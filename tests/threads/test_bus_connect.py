@@ -6,7 +6,7 @@ import pytest
 
 from agentchat import errors
 from agents import services as agent_services
-from tests.support.domain import post
+from tests.support.domain import STAFF, post
 from tests.support.wire import (
     AGENT_KEYS,
     MESSAGE_KEYS,
@@ -96,7 +96,7 @@ def test_bus_connect_system_prompt_is_bus_guidance_then_the_threads_prompt(agent
 
 
 def test_bus_connect_by_the_name_of_an_archived_thread_creates_a_new_one(agent, thread):
-    services.archive_thread(thread_id=str(thread.pk))
+    services.archive_thread(staff_user=STAFF, thread_id=str(thread.pk))
 
     connection = services.bus_connect(agent=agent, thread_name="plan")
 

@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 from io import StringIO
+from types import SimpleNamespace
 
 import pytest
 from django.core.management import call_command
@@ -11,6 +12,9 @@ from django.utils import timezone
 from agentchat import tokens
 from threads import services
 from threads.models import ReplyToken, Thread
+
+# The admin and the console act as a staff user (threads.services.check_administrator).
+STAFF = SimpleNamespace(is_active=True, is_staff=True)
 
 pytestmark = pytest.mark.django_db
 
@@ -134,7 +138,7 @@ def test_a_thread_closed_as_idle_can_be_reopened(idle_for):
     idle = idle_for(31)
     run("close_idle_threads", "--minutes", "30")
 
-    services.set_thread_state(thread_id=str(idle.pk), state="discuss")
+    services.set_thread_state(staff_user=STAFF, thread_id=str(idle.pk), state="discuss")
 
     assert stored(idle).status == Thread.Status.DISCUSS
 
@@ -192,3 +196,21 @@ def test_kept_token_still_posts_after_a_purge(agent):
     )
 
     assert message.seq == 1
+
+
+def test_close_idle_threads_with_minutes_zero_names_the_option(idle_for, settings):
+    settings.AGENTCHAT = {**settings.AGENTCHAT, "THREAD_IDLE_TIMEOUT_MINUTES": 30}
+    thread = idle_for(60)
+
+    assert run("close_idle_threads", "--minutes", "0") == "Idle threads are not closed (--minutes is 0).\n"
+    assert stored(thread).status == Thread.Status.DISCUSS
+    with pytest.raises(CommandError, match="--minutes must not be negative"):
+        run("close_idle_threads", "--minutes", "-1")
+
+
+def test_close_idle_threads_verbose_lists_what_it_closes(idle_for):
+    thread = idle_for(60)
+
+    output = run("close_idle_threads", "--minutes", "30", "-v", "2")
+
+    assert f"  {thread.topic} ({thread.pk})\n" in output

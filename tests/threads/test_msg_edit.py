@@ -8,6 +8,7 @@ from channels.layers import get_channel_layer
 from django.contrib.auth import get_user_model
 
 from agentchat import errors
+from tests.support.domain import STAFF
 from tests.support.wire import registered
 from tests.threads.toolbox import UNKNOWN_ID, configure, post_as, refused
 from threads import events, search, selectors, services
@@ -142,14 +143,14 @@ def test_the_content_filter_can_be_turned_off_for_edits_as_for_posts(settings, a
 
 @domain
 def test_an_agent_cannot_edit_in_a_closed_thread(author, thread, message):
-    services.close_thread(thread_id=str(thread.pk))
+    services.close_thread(staff_user=STAFF, thread_id=str(thread.pk))
     with refused(errors.ThreadClosed):
         edit(message, "too late", agent=author)
 
 
 @domain
 def test_staff_may_edit_any_message_even_in_a_closed_thread(staff, thread, message):
-    services.close_thread(thread_id=str(thread.pk))
+    services.close_thread(staff_user=STAFF, thread_id=str(thread.pk))
     assert edit(message, "[redacted]", staff_user=staff).changed
     [row] = MessageEdit.objects.all()
     assert (row.editor_user_id, row.editor_agent_id, row.editor_name) == (staff.pk, None, "moderator")

@@ -55,13 +55,13 @@ def test_post_accepts_role_priority_metadata_and_stop_reason(agent, thread, sync
         agent,
         thread,
         sync,
-        role="system",
+        role="assistant",
         priority="urgent",
         metadata={"mentions": [str(agent.pk)], "stop_reason": "complete"},
     )
 
     message.refresh_from_db()
-    assert message.role == "system"
+    assert message.role == "assistant"
     assert message.priority == "urgent"
     assert message.metadata == {"mentions": [str(agent.pk)], "stop_reason": "complete"}
 

@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from agentchat import errors
-from tests.support.domain import join, post, refused, token_row
+from tests.support.domain import STAFF, join, post, refused, token_row
 from threads import services
 from threads.models import Message, Thread
 from threads.serializers import HIDDEN_CONTENT
@@ -191,24 +191,24 @@ def test_seq_tolerance_still_refuses_a_post_further_behind(agentchat_settings, a
 
 @pytest.mark.parametrize("close", [services.close_thread, services.archive_thread], ids=["closed", "archived"])
 def test_post_to_closed_or_archived_thread_is_thread_closed(agent, thread, sync, close):
-    close(thread_id=str(thread.pk))
+    close(staff_user=STAFF, thread_id=str(thread.pk))
 
     with refused(thread, errors.ThreadClosed):
         post(agent, thread, sync)
 
 
 def test_token_refused_by_a_closed_thread_posts_once_it_reopens(agent, thread, sync):
-    services.close_thread(thread_id=str(thread.pk))
+    services.close_thread(staff_user=STAFF, thread_id=str(thread.pk))
     with pytest.raises(errors.ThreadClosed):
         post(agent, thread, sync)
 
-    services.set_thread_state(thread_id=str(thread.pk), state="discuss")
+    services.set_thread_state(staff_user=STAFF, thread_id=str(thread.pk), state="discuss")
 
     assert post(agent, thread, sync)[0].seq == 1
 
 
 def test_token_is_checked_before_the_thread_state(agent, thread):
-    services.close_thread(thread_id=str(thread.pk))
+    services.close_thread(staff_user=STAFF, thread_id=str(thread.pk))
     context = join(agent, thread)
 
     with refused(thread, errors.ReplyTokenInvalid):
@@ -216,7 +216,7 @@ def test_token_is_checked_before_the_thread_state(agent, thread):
 
 
 def test_human_post_to_closed_thread_is_thread_closed(thread):
-    services.close_thread(thread_id=str(thread.pk))
+    services.close_thread(staff_user=STAFF, thread_id=str(thread.pk))
 
     with refused(thread, errors.ThreadClosed):
         services.post_human_message(thread=thread, content="hi", author_name="Ada")

@@ -3,6 +3,7 @@
 import pytest
 
 from agentchat import errors
+from tests.support.domain import STAFF
 from tests.support.wire import registered
 from tests.threads.toolbox import UNKNOWN_ID, post_as, refused
 from threads import selectors, services
@@ -117,7 +118,7 @@ def test_unknown_message_is_not_found_both_ways(agent, message, msg_id):
 @domain
 def test_closed_thread_refuses_reactions_both_ways(agent, thread, message):
     react(agent, message)
-    services.close_thread(thread_id=str(thread.pk))
+    services.close_thread(staff_user=STAFF, thread_id=str(thread.pk))
     with refused(errors.ThreadClosed):
         react(agent, message, "late")
     with refused(errors.ThreadClosed):

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from agents.events import PRESENCE_GROUP
 from agents.models import Agent
-from tests.support.wire import registered, server_background_tasks
+from tests.support.wire import registered, waiting_room_tasks
 from threads.waiting_room import get_waiting_room
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -242,7 +242,7 @@ async def test_msg_wait_on_unknown_thread_is_not_found_and_leaves_no_waiter(conn
     assert (error["code"], error["resource"]) == ("NotFound", "thread")
     hub = get_waiting_room()
     assert hub.waiters == {}
-    assert server_background_tasks() == []
+    assert waiting_room_tasks() == []
 
 
 async def test_msg_wait_on_a_closed_thread_returns_existing_messages_then_waits(connect):
@@ -273,7 +273,7 @@ async def test_disconnect_during_a_wait_leaves_no_waiters_or_tasks(connect):
     assert len(hub.waiters[thread_id]) == 1
     await bob.close()
     assert hub.waiters == {}
-    assert server_background_tasks() == []
+    assert waiting_room_tasks() == []
 
 
 async def test_disconnect_of_one_waiter_leaves_the_others_waiting_and_a_later_post_wakes_them(connect):
@@ -287,12 +287,12 @@ async def test_disconnect_of_one_waiter_leaves_the_others_waiting_and_a_later_po
     assert len(hub.waiters[thread_id]) == 2
     await bob.close()
     assert len(hub.waiters[thread_id]) == 1
-    assert server_background_tasks()  # still serving the other waiter
+    assert waiting_room_tasks()  # still serving the other waiter
     assert await carol.nothing(0.2)
     await poster.post("still here")
     assert [m["content"] for m in (await result_of(carol, request))["messages"]] == ["still here"]
     assert hub.waiters == {}
-    assert server_background_tasks() == []
+    assert waiting_room_tasks() == []
 
 
 async def test_disconnect_does_not_unregister_the_agent(connect):

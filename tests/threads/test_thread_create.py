@@ -4,7 +4,7 @@ import pytest
 from channels.db import database_sync_to_async
 
 from agentchat import errors
-from tests.support.domain import token_row
+from tests.support.domain import STAFF, token_row
 from tests.support.wire import (
     THREAD_KEYS,
     assert_sync_context,
@@ -35,7 +35,7 @@ def test_create_thread_with_a_topic_in_use_is_conflict(agent, thread, topic):
 
 
 def test_topic_is_free_again_once_the_thread_is_archived(agent, thread):
-    services.archive_thread(thread_id=str(thread.pk))
+    services.archive_thread(staff_user=STAFF, thread_id=str(thread.pk))
 
     again, _ = services.create_thread(agent=agent, topic="plan")
 
@@ -44,7 +44,7 @@ def test_topic_is_free_again_once_the_thread_is_archived(agent, thread):
 
 
 def test_closed_thread_keeps_its_topic(agent, thread):
-    services.close_thread(thread_id=str(thread.pk))
+    services.close_thread(staff_user=STAFF, thread_id=str(thread.pk))
 
     with pytest.raises(errors.Conflict):
         services.create_thread(agent=agent, topic="plan")

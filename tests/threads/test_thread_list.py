@@ -7,7 +7,7 @@ from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from agentchat import errors
-from tests.support.domain import join, post
+from tests.support.domain import STAFF, join, post
 from tests.support.wire import (
     THREAD_KEYS,
     new_thread,
@@ -53,7 +53,7 @@ def test_a_post_moves_a_thread_to_the_top(agent):
 
 def test_list_threads_leaves_out_archived_unless_asked_for(agent):
     made = make_threads(agent, 3)
-    services.archive_thread(thread_id=str(made[1].pk))
+    services.archive_thread(staff_user=STAFF, thread_id=str(made[1].pk))
 
     assert topics(selectors.list_threads()[0]) == ["t2", "t0"]
     assert topics(selectors.list_threads(status="archived")[0]) == ["t1"]
@@ -61,7 +61,7 @@ def test_list_threads_leaves_out_archived_unless_asked_for(agent):
 
 def test_list_threads_filters_by_status(agent):
     made = make_threads(agent, 3)
-    services.close_thread(thread_id=str(made[0].pk))
+    services.close_thread(staff_user=STAFF, thread_id=str(made[0].pk))
     Thread.objects.filter(pk=made[0].pk).update(updated_at=timezone.now() - timedelta(days=1))
 
     assert topics(selectors.list_threads(status="closed")[0]) == ["t0"]

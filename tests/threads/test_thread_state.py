@@ -7,6 +7,7 @@ import pytest
 from django.utils import timezone
 
 from agentchat import errors
+from tests.support.domain import STAFF
 from tests.support.wire import (
     UNKNOWN_ID,
     new_thread,
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.django_db
 
 def test_set_thread_state_moves_freely_among_the_open_states(thread):
     for state in ["implement", "review", "done", "discuss", "review"]:
-        changed = services.set_thread_state(thread_id=str(thread.pk), state=state)
+        changed = services.set_thread_state(staff_user=STAFF, thread_id=str(thread.pk), state=state)
         assert changed.status == state
         assert Thread.objects.get(pk=thread.pk).status == state
 
@@ -28,27 +29,27 @@ def test_set_thread_state_moves_freely_among_the_open_states(thread):
 @pytest.mark.parametrize("state", ["closed", "archived"])
 def test_set_thread_state_to_closed_or_archived_is_invalid_transition(thread, state):
     with pytest.raises(errors.InvalidTransition):
-        services.set_thread_state(thread_id=str(thread.pk), state=state)
+        services.set_thread_state(staff_user=STAFF, thread_id=str(thread.pk), state=state)
 
     assert Thread.objects.get(pk=thread.pk).status == Thread.Status.DISCUSS
 
 
 def test_set_thread_state_to_an_unknown_state_is_bad_request(thread):
     with pytest.raises(errors.BadRequest) as info:
-        services.set_thread_state(thread_id=str(thread.pk), state="party")
+        services.set_thread_state(staff_user=STAFF, thread_id=str(thread.pk), state="party")
 
     assert info.value.extra["field"] == "state"
 
 
 def test_set_thread_state_of_unknown_thread_is_not_found():
     with pytest.raises(errors.NotFound):
-        services.set_thread_state(thread_id=str(uuid.uuid4()), state="review")
+        services.set_thread_state(staff_user=STAFF, thread_id=str(uuid.uuid4()), state="review")
 
 
 def test_set_thread_state_reopens_a_closed_thread(thread):
-    services.close_thread(thread_id=str(thread.pk))
+    services.close_thread(staff_user=STAFF, thread_id=str(thread.pk))
 
-    reopened = services.set_thread_state(thread_id=str(thread.pk), state="implement")
+    reopened = services.set_thread_state(staff_user=STAFF, thread_id=str(thread.pk), state="implement")
 
     stored = Thread.objects.get(pk=thread.pk)
     assert reopened.status == stored.status == Thread.Status.IMPLEMENT
@@ -56,19 +57,19 @@ def test_set_thread_state_reopens_a_closed_thread(thread):
 
 
 def test_set_thread_state_reopens_an_archived_thread(thread):
-    services.archive_thread(thread_id=str(thread.pk))
+    services.archive_thread(staff_user=STAFF, thread_id=str(thread.pk))
 
-    services.set_thread_state(thread_id=str(thread.pk), state="discuss")
+    services.set_thread_state(staff_user=STAFF, thread_id=str(thread.pk), state="discuss")
 
     assert Thread.objects.get(pk=thread.pk).status == Thread.Status.DISCUSS
 
 
 def test_reopening_an_archived_thread_whose_topic_was_reused_is_conflict(agent, thread):
-    services.archive_thread(thread_id=str(thread.pk))
+    services.archive_thread(staff_user=STAFF, thread_id=str(thread.pk))
     services.create_thread(agent=agent, topic="plan")
 
     with pytest.raises(errors.Conflict):
-        services.set_thread_state(thread_id=str(thread.pk), state="discuss")
+        services.set_thread_state(staff_user=STAFF, thread_id=str(thread.pk), state="discuss")
 
     assert Thread.objects.get(pk=thread.pk).status == Thread.Status.ARCHIVED
 
@@ -76,7 +77,7 @@ def test_reopening_an_archived_thread_whose_topic_was_reused_is_conflict(agent, 
 def test_close_thread_sets_closed_at_and_summary(thread):
     moment = timezone.now()
 
-    closed = services.close_thread(thread_id=str(thread.pk), summary="we agreed", now=moment)
+    closed = services.close_thread(staff_user=STAFF, thread_id=str(thread.pk), summary="we agreed", now=moment)
 
     stored = Thread.objects.get(pk=thread.pk)
     assert closed.status == stored.status == Thread.Status.CLOSED
@@ -86,19 +87,19 @@ def test_close_thread_sets_closed_at_and_summary(thread):
 
 def test_closing_twice_is_harmless_and_keeps_the_first_closed_at(thread):
     first = timezone.now()
-    services.close_thread(thread_id=str(thread.pk), now=first)
+    services.close_thread(staff_user=STAFF, thread_id=str(thread.pk), now=first)
 
-    again = services.close_thread(thread_id=str(thread.pk), now=first + timedelta(hours=1))
+    again = services.close_thread(staff_user=STAFF, thread_id=str(thread.pk), now=first + timedelta(hours=1))
 
     assert again.status == Thread.Status.CLOSED
     assert Thread.objects.get(pk=thread.pk).closed_at == first
 
 
 def test_archiving_twice_is_harmless(thread):
-    services.archive_thread(thread_id=str(thread.pk))
+    services.archive_thread(staff_user=STAFF, thread_id=str(thread.pk))
     closed_at = Thread.objects.get(pk=thread.pk).closed_at
 
-    again = services.archive_thread(thread_id=str(thread.pk))
+    again = services.archive_thread(staff_user=STAFF, thread_id=str(thread.pk))
 
     assert again.status == Thread.Status.ARCHIVED
     assert closed_at is not None
@@ -106,9 +107,9 @@ def test_archiving_twice_is_harmless(thread):
 
 
 def test_closing_an_archived_thread_leaves_it_archived(thread):
-    services.archive_thread(thread_id=str(thread.pk))
+    services.archive_thread(staff_user=STAFF, thread_id=str(thread.pk))
 
-    services.close_thread(thread_id=str(thread.pk))
+    services.close_thread(staff_user=STAFF, thread_id=str(thread.pk))
 
     assert Thread.objects.get(pk=thread.pk).status == Thread.Status.ARCHIVED
 
@@ -116,7 +117,7 @@ def test_closing_an_archived_thread_leaves_it_archived(thread):
 @pytest.mark.parametrize("thread_id", [str(uuid.uuid4()), "not-a-uuid"])
 def test_closing_an_unknown_thread_is_not_found(thread_id):
     with pytest.raises(errors.NotFound) as info:
-        services.close_thread(thread_id=thread_id)
+        services.close_thread(staff_user=STAFF, thread_id=thread_id)
 
     assert info.value.extra["resource"] == "thread"
 

@@ -3,6 +3,7 @@ The threads' domain, split by job:
 
 - `reply_tokens`: issuing, redeeming, voiding and purging reply tokens (the lease and voiding rules);
 - `lifecycle`: creating threads, state changes, closing (also idle ones, for cron) and archiving;
+- `administrator`: handing a thread's administrator role on;
 - `joining`: bus_connect and joining a thread;
 - `posting`: where a message gets its seq (agents' posts under the sync rules, humans' posts);
 - `waits`: msg_wait's batched reads and the tokens that end waits;
@@ -12,10 +13,13 @@ The threads' domain, split by job:
 Callers import the functions from here.
 """
 
+from threads.services.administrator import BUS_AUTHOR, set_administrator
 from threads.services.editing import Edited, edit_message
 from threads.services.joining import BUS_GUIDANCE, Joined, bus_connect, join_thread
 from threads.services.lifecycle import (
     archive_thread,
+    check_administrator,
+    check_thread_rate,
     close_idle_threads,
     close_thread,
     close_threads,
@@ -29,6 +33,7 @@ from threads.services.reply_tokens import SyncContext, issue_reply_token, issue_
 from threads.services.waits import WaitRequest, WaitResult, finish_wait, serve_waits
 
 __all__ = [
+    "BUS_AUTHOR",
     "BUS_GUIDANCE",
     "MAX_REACTIONS_PER_MESSAGE",
     "MAX_REACTION_CHARS",
@@ -40,6 +45,8 @@ __all__ = [
     "WaitResult",
     "archive_thread",
     "bus_connect",
+    "check_administrator",
+    "check_thread_rate",
     "close_idle_threads",
     "close_thread",
     "close_threads",
@@ -55,6 +62,7 @@ __all__ = [
     "purge_reply_tokens",
     "react",
     "serve_waits",
+    "set_administrator",
     "set_thread_state",
     "unreact",
 ]

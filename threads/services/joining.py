@@ -3,13 +3,14 @@
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from agentchat.errors import BadRequest
 from agents import services as agent_services
 from agents.models import Agent
 from threads import selectors
 from threads.models import Message, Thread
-from threads.services.lifecycle import clean_topic, insert_thread
+from threads.services.lifecycle import check_thread_rate, clean_topic, insert_thread
 from threads.services.reply_tokens import SyncContext, issue_reply_token
 
 # Prepended to every thread's own prompt in bus_connect.
@@ -42,7 +43,7 @@ class Joined:
 
     @property
     def is_administrator(self) -> bool:
-        return self.thread.creator_id == self.agent.pk
+        return self.thread.administrator_id == self.agent.pk
 
     @property
     def system_prompt(self) -> str:
@@ -60,6 +61,7 @@ def join_thread(
         topic = clean_topic(thread_name or "")
         thread = Thread.objects.exclude(status=Thread.Status.ARCHIVED).filter(topic=topic).first()
         if thread is None:
+            check_thread_rate(agent, now=timezone.now())
             try:
                 thread = insert_thread(topic=topic, creator=agent)
                 created = True
@@ -83,8 +85,12 @@ def bus_connect(
     agent_id: str | None = None,
     token: str | None = None,
     after_seq: int = 0,
+    client_address: str | None = None,
 ) -> Joined:
-    """Register or resume the agent (or keep the bound one), then join the thread."""
+    """Register or resume the agent (or keep the bound one), then join the thread.
+
+    `client_address` is where a registration comes from (REGISTER_RATE_PER_MINUTE).
+    """
     if thread_id is None and thread_name is None:
         raise BadRequest("Give thread_name or thread_id.", field="thread_name")
     new_token = None
@@ -95,9 +101,11 @@ def bus_connect(
     elif ide is not None or model is not None:
         if ide is None or model is None:
             raise BadRequest("ide and model go together.", field="model" if model is None else "ide")
-        agent, new_token = agent_services.register_agent(ide=ide, model=model)
+        agent, new_token = agent_services.register_agent(ide=ide, model=model, client_address=client_address)
     elif agent is None:
         raise BadRequest("Give ide and model to register, or agent_id and token to resume.", field="ide")
+    else:
+        agent_services.lock_agent(agent)  # the bound agent's credentials still hold
     joined = join_thread(agent=agent, thread_id=thread_id, thread_name=thread_name, after_seq=after_seq)
     joined.token = new_token
     return joined

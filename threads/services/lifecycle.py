@@ -1,13 +1,25 @@
-"""Threads: creation, state changes, closing and archiving (by agents, the admin and cron alike)."""
+"""Threads: creation, state changes, closing and archiving (by agents, the admin and cron alike).
+
+Who may change a thread: its administrator (the creator, until the role is
+handed on with `set_administrator`) and staff users. Each function that
+changes a thread for someone takes that someone as `agent=` or
+`staff_user=` and checks it here, so the ops, the admin and any other
+transport apply one rule. Cron's sweep (`close_idle_threads`) acts for the
+bus itself.
+"""
 
 from datetime import datetime, timedelta
+from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from agentchat.errors import BadRequest, Conflict, InvalidTransition, NotFound
+from agentchat import ratelimit
+from agentchat.errors import BadRequest, Conflict, Forbidden, InvalidTransition, NotFound
+from agents import services as agent_services
 from agents.models import Agent
 from threads.models import Thread, ThreadTemplate
 from threads.services.reply_tokens import SyncContext, issue_reply_token
@@ -47,6 +59,7 @@ def insert_thread(
         return Thread.objects.create(
             topic=topic,
             creator=creator,
+            administrator=creator,
             system_prompt=system_prompt,
             template=template,
             metadata=metadata,
@@ -71,6 +84,7 @@ def create_thread(
         template = ThreadTemplate.objects.filter(pk=template_id).first()
         if template is None:
             raise NotFound("template")
+    check_thread_rate(agent, now=timezone.now())
     try:
         thread = insert_thread(
             topic=topic, creator=agent, system_prompt=system_prompt, template=template, metadata=metadata
@@ -80,14 +94,52 @@ def create_thread(
     return thread, issue_reply_token(thread_id=thread.pk, agent_id=agent.pk, read_seq=0)
 
 
+def check_thread_rate(agent: Agent, *, now: datetime) -> None:
+    """Lock the agent's row (checking its credentials); RateLimited past THREAD_RATE_PER_MINUTE.
+
+    The row lock serializes the agent's thread creations across processes,
+    so the count is exact.
+    """
+    agent_services.lock_agent(agent)
+    ratelimit.enforce(
+        Thread.objects.filter(creator=agent),
+        field="created_at",
+        limit=settings.AGENTCHAT["THREAD_RATE_PER_MINUTE"],
+        now=now,
+        what="threads created",
+    )
+
+
+def check_administrator(thread: Thread, *, agent: Agent | None = None, staff_user: Any = None) -> None:
+    """Forbidden unless the actor administers the thread: its administrator agent, or an active staff user.
+
+    Exactly one of `agent` and `staff_user` is given. The caller holds the
+    thread's row lock; an agent's row is locked too (checking its credentials,
+    thread first, then agent, as posts do).
+    """
+    if (agent is None) == (staff_user is None):
+        raise TypeError("Give exactly one actor: agent= or staff_user=.")
+    if staff_user is not None:
+        if not (staff_user.is_active and staff_user.is_staff):
+            raise Forbidden("Only staff users change threads from the console.")
+        return
+    agent_services.lock_agent(agent)
+    if thread.administrator_id != agent.pk:
+        raise Forbidden(
+            "Only the thread's administrator (administrator_agent_id) or staff may close, archive, "
+            "reopen or change the state of this thread."
+        )
+
+
 @transaction.atomic
-def set_thread_state(*, thread_id: str, state: str) -> Thread:
-    """Move a thread among the open states, reopening it if it was closed or archived."""
+def set_thread_state(*, thread_id: str, state: str, agent: Agent | None = None, staff_user: Any = None) -> Thread:
+    """Move a thread among the open states, reopening it if it was closed or archived (administrator or staff)."""
     if state in (Thread.Status.CLOSED, Thread.Status.ARCHIVED):
         raise InvalidTransition(f"Use thread_{'close' if state == 'closed' else 'archive'} to reach {state!r}.")
     if state not in Thread.OPEN_STATES:
         raise BadRequest(f"state must be one of {', '.join(Thread.OPEN_STATES)}.", field="state")
     thread = lock_thread(thread_id)
+    check_administrator(thread, agent=agent, staff_user=staff_user)
     thread.status = state
     thread.closed_at = None
     thread.updated_at = timezone.now()
@@ -111,9 +163,17 @@ def close_threads(threads: QuerySet, *, now: datetime) -> int:
 
 
 @transaction.atomic
-def close_thread(*, thread_id: str, summary: str | None = None, now: datetime | None = None) -> Thread:
-    """Close a thread, optionally with a summary (harmless when it is already closed)."""
+def close_thread(
+    *,
+    thread_id: str,
+    summary: str | None = None,
+    now: datetime | None = None,
+    agent: Agent | None = None,
+    staff_user: Any = None,
+) -> Thread:
+    """Close a thread, optionally with a summary (administrator or staff; harmless when it is already closed)."""
     thread = lock_thread(thread_id)
+    check_administrator(thread, agent=agent, staff_user=staff_user)
     if thread.status == Thread.Status.ARCHIVED:
         return thread
     close_threads(Thread.objects.filter(pk=thread.pk), now=now or timezone.now())
@@ -146,9 +206,10 @@ def close_idle_threads(*, minutes: int, dry_run: bool = False, now: datetime | N
 
 
 @transaction.atomic
-def archive_thread(*, thread_id: str) -> Thread:
-    """Archive a thread (harmless when it is already archived); its topic becomes free."""
+def archive_thread(*, thread_id: str, agent: Agent | None = None, staff_user: Any = None) -> Thread:
+    """Archive a thread (administrator or staff; harmless when it is already archived); its topic becomes free."""
     thread = lock_thread(thread_id)
+    check_administrator(thread, agent=agent, staff_user=staff_user)
     if thread.status != Thread.Status.ARCHIVED:
         now = timezone.now()
         thread.status = Thread.Status.ARCHIVED

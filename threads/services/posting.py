@@ -6,25 +6,25 @@ row lock: agents' posts (`post_message`, after the sync rules) and humans'
 posts from the admin (`post_human_message`) alike.
 """
 
-import math
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from agentchat import ratelimit
 from agentchat.errors import (
     BadRequest,
     ContentBlocked,
     MissingSyncFields,
     NotFound,
     PayloadTooLarge,
-    RateLimited,
     SeqMismatch,
     ThreadClosed,
 )
 from agentchat.transport import reply_budget, size, take_within
+from agents import services as agent_services
 from agents.models import Agent
 from threads import events, search, selectors
 from threads.content_filter import find_secret
@@ -125,19 +125,29 @@ def check_choice(value: str, choices: type, field_name: str) -> None:
         raise BadRequest(f"{field_name} must be one of {', '.join(choices.values)}.", field=field_name)
 
 
+def check_agent_role(role: str, priority: str) -> None:
+    """Agents post as agents: role `user` is the humans' (the console's), role and priority `system` the bus's."""
+    check_choice(role, Message.Role, "role")
+    check_choice(priority, Message.Priority, "priority")
+    if role != Message.Role.ASSISTANT:
+        raise BadRequest(
+            f"Agents post with role 'assistant'; {role!r} is reserved for "
+            f"{'humans (the console)' if role == Message.Role.USER else 'the bus'}.",
+            field="role",
+        )
+    if priority == Message.Priority.SYSTEM:
+        raise BadRequest("Priority 'system' is reserved for the bus; use 'normal' or 'urgent'.", field="priority")
+
+
 def _check_rate_limit(agent: Agent, now: datetime) -> None:
-    limit = settings.AGENTCHAT["RATE_LIMIT_PER_MINUTE"]
-    if not limit:
-        return
-    window_start = now - timedelta(seconds=60)
-    recent = list(
-        Message.objects.filter(author=agent, created_at__gt=window_start)
-        .order_by("-created_at")
-        .values_list("created_at", flat=True)[:limit]
+    """RateLimited past RATE_LIMIT_PER_MINUTE posts; the caller holds the agent's row lock (exact across processes)."""
+    ratelimit.enforce(
+        Message.objects.filter(author=agent),
+        field="created_at",
+        limit=settings.AGENTCHAT["RATE_LIMIT_PER_MINUTE"],
+        now=now,
+        what="posts",
     )
-    if len(recent) >= limit:
-        retry_after = max(1, math.ceil((recent[-1] - window_start).total_seconds()))
-        raise RateLimited(f"More than {limit} posts in a minute.", retry_after=retry_after)
 
 
 def append_message(
@@ -152,19 +162,22 @@ def append_message(
     metadata: dict[str, Any],
     reply_to_msg_id: str | None = None,
     client_msg_id: str | None = None,
+    from_bus: bool = False,
 ) -> Message:
-    """Append a message to a thread whose row the caller holds locked.
+    """Append a message to a thread whose row the caller holds locked (and an agent author's row too).
 
     In order: refuse a closed thread, apply an agent author's rate limit and
     the content filter, check the message replied to, then give the message
     the next seq, store it, index it for search, and wake the thread's
-    waiters after commit.
+    waiters after commit. The bus's own announcements (`from_bus`) skip the
+    state and the filter.
     """
-    if not thread.is_open:
+    if not thread.is_open and not from_bus:
         raise ThreadClosed(f"The thread is {thread.status}.")
     if author is not None:
         _check_rate_limit(author, now)
-    check_content(content)
+    if not from_bus:
+        check_content(content)
     reply_to = None
     if reply_to_msg_id is not None:
         reply_to = selectors.get_message(msg_id=reply_to_msg_id)
@@ -231,8 +244,7 @@ def post_message(
     if expected_last_seq is None or reply_token is None:
         raise MissingSyncFields("msg_post needs expected_last_seq and reply_token; get them from msg_wait.")
     content = clean_content(content)
-    check_choice(role, Message.Role, "role")
-    check_choice(priority, Message.Priority, "priority")
+    check_agent_role(role, priority)
     metadata = clean_metadata(metadata, from_human=False)
     check_message_size(content=content, metadata=metadata, author_name=agent.name)
     try:
@@ -267,6 +279,10 @@ def _post_locked(
     # The row lock serializes posts to one thread: seq allocation, the token
     # and the insert below all see one consistent state.
     thread = lock_thread(thread_id)
+    # Then the agent's row (always thread first, then agent): it refuses
+    # revoked credentials, and serializes the agent's posts in all threads and
+    # processes, so that the rate limit's count is exact.
+    agent_services.lock_agent(agent)
     replayed = _replayed(agent, fields["client_msg_id"])  # a retry that won the lock first
     if replayed is not None:
         return replayed, _replay_context(replayed, agent)

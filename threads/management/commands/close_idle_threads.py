@@ -15,11 +15,14 @@ class Command(BaseCommand):
 
     def handle(self, *args, minutes: int | None, dry_run: bool, **options) -> None:
         if minutes is None:
-            minutes = settings.AGENTCHAT["THREAD_IDLE_TIMEOUT_MINUTES"]
+            minutes, source = settings.AGENTCHAT["THREAD_IDLE_TIMEOUT_MINUTES"], "THREAD_IDLE_TIMEOUT_MINUTES"
+        else:
+            source = "--minutes"
         if minutes < 0:
-            raise CommandError("--minutes must not be negative.")
+            raise CommandError(f"{source} must not be negative.")
         if minutes == 0:
-            self.stdout.write("Idle threads are not closed (THREAD_IDLE_TIMEOUT_MINUTES is 0).")
+            # Name what turned it off: the option given, or the setting.
+            self.stdout.write(f"Idle threads are not closed ({source} is 0).")
             return
         closed = services.close_idle_threads(minutes=minutes, dry_run=dry_run)
         if options["verbosity"] >= 2:

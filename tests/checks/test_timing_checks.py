@@ -1,0 +1,31 @@
+"""Checks of the timing settings: msg_wait's default timeout, the reply-token lease, the cron ages."""
+
+import pytest
+
+from tests.checks.support import hint_of, reported
+
+
+def test_the_defaults_pass(settings):
+    assert reported(settings) == []
+
+
+@pytest.mark.parametrize("value", [0, -1, 3_600_001, "300000", 1.5, True])
+def test_msg_wait_timeout_out_of_range_is_an_error(settings, value):
+    assert reported(settings, MSG_WAIT_TIMEOUT_MS=value) == ["agentchat.E001"]
+
+
+@pytest.mark.parametrize("value", [1, 3_600_000])
+def test_msg_wait_timeout_at_its_bounds_passes(settings, value):
+    assert reported(settings, MSG_WAIT_TIMEOUT_MS=value) == []
+
+
+@pytest.mark.parametrize("value", [0, -5])
+def test_a_lease_must_be_positive(settings, value):
+    assert reported(settings, REPLY_TOKEN_LEASE_SECONDS=value) == ["agentchat.E003"]
+    assert "AGENTCHAT_REPLY_TOKEN_LEASE_SECONDS" in hint_of(settings, "agentchat.E003", REPLY_TOKEN_LEASE_SECONDS=value)
+
+
+def test_idle_minutes_and_inactive_days_may_be_zero_not_negative(settings):
+    assert reported(settings, THREAD_IDLE_TIMEOUT_MINUTES=0, INACTIVE_AGENT_DAYS=0) == []
+    assert reported(settings, THREAD_IDLE_TIMEOUT_MINUTES=-1) == ["agentchat.E010"]
+    assert reported(settings, INACTIVE_AGENT_DAYS=-1) == ["agentchat.E011"]
