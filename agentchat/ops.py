@@ -406,7 +406,8 @@ async def msg_wait(session: Session, args: Args) -> dict[str, Any]:
     if revoked.is_set() or waiting.cancelled():
         raise InvalidCredentials(REVOKED)
     result = waiting.result()
-    return {"messages": messages_to_list(result.messages), "has_more": result.has_more, **result.sync.as_dict()}
+    # The messages are encoded once for every waiter the same read served (transport.EncodedList).
+    return {"messages": result.payload, "has_more": result.has_more, **result.sync.as_dict()}
 
 
 @op("msg_edit")

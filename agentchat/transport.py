@@ -44,6 +44,23 @@ def reply_budget() -> int:
     return settings.AGENTCHAT["MAX_REPLY_BYTES"] - REPLY_OVERHEAD_BYTES
 
 
+class EncodedList(list):
+    """A list of JSON objects encoded once, however many replies carry it.
+
+    A post that wakes a thousand waiters hands each of them the same new
+    messages: `encode_reply` splices this text into each reply instead of
+    serializing the messages a thousand times. It is still a plain list for
+    anything else (the MCP transport, tests).
+    """
+
+    @property
+    def encoded(self) -> str:
+        text = getattr(self, "_encoded", None)
+        if text is None:
+            text = self._encoded = dumps(list(self))
+        return text
+
+
 def dumps(value: Any) -> str:
     """JSON for the wire: UTF-8 text without `\\u` escapes, compact.
 
@@ -118,7 +135,7 @@ def encode_reply(request_id: Any, *, result: dict[str, Any] | None = None, error
     """
     if error is not None:
         return dumps({"id": request_id, "ok": False, "error": error})
-    text = dumps({"id": request_id, "ok": True, "result": result})
+    text = _dumps_with_shared_lists({"id": request_id, "ok": True, "result": result})
     limit = settings.AGENTCHAT["MAX_REPLY_BYTES"]
     length = len(text.encode("utf-8", "surrogatepass"))
     if length > limit:
@@ -129,4 +146,22 @@ def encode_reply(request_id: Any, *, result: dict[str, Any] | None = None, error
             "limit": limit,
         }
         text = dumps({"id": request_id, "ok": False, "error": error})
+    return text
+
+
+def _dumps_with_shared_lists(reply: dict[str, Any]) -> str:
+    """`dumps(reply)`, with the EncodedList values of its result spliced in as already encoded text.
+
+    Each is replaced by a placeholder string that no stored value can equal
+    (it starts with a NUL character, which the edge refuses in any argument),
+    then the placeholder's JSON is replaced by the list's text.
+    """
+    result = reply.get("result")
+    shared = {key: value for key, value in result.items() if isinstance(value, EncodedList)} if result else {}
+    if not shared:
+        return dumps(reply)
+    placeholders = {key: f"\x00shared-{id(value)}-{key}" for key, value in shared.items()}
+    text = dumps({**reply, "result": {**result, **placeholders}})
+    for key, value in shared.items():
+        text = text.replace(dumps(placeholders[key]), value.encoded, 1)
     return text

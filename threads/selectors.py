@@ -12,7 +12,7 @@ from django.db.models import Q
 from django.utils.dateparse import parse_datetime
 
 from agentchat.errors import BadRequest, NotFound, PayloadTooLarge
-from agentchat.transport import reply_budget, take_within
+from agentchat.transport import EncodedList, reply_budget, take_within
 from threads.models import Message, MessageEdit, Reaction, Thread, ThreadTemplate, addressees
 from threads.serializers import messages_to_list
 
@@ -69,18 +69,24 @@ def read_messages(*, thread_id: str, after_seq: int = 0, limit: int = 100) -> tu
 
 
 def count_within_reply(messages: list[Message]) -> int:
-    """How many of `messages`, from the first, fit in one reply; PayloadTooLarge when not even the first does.
+    """How many of `messages`, from the first, fit in one reply; PayloadTooLarge when not even the first does."""
+    return len(fitting_payload(messages))
 
-    Only a message stored before MAX_REPLY_BYTES was lowered can be that
-    large: posts are refused when their message would not fit a reply.
+
+def fitting_payload(messages: list[Message]) -> EncodedList:
+    """The longest run of `messages`, from the first, that fits in one reply, as the agents' JSON (encoded once).
+
+    PayloadTooLarge when not even the first fits: only a message stored
+    before MAX_REPLY_BYTES was lowered can be that large, since posts are
+    refused when their message would not fit a reply.
     """
-    fitting = len(take_within(messages_to_list(messages), reply_budget(), at_least_one=False))
+    fitting = take_within(messages_to_list(messages), reply_budget(), at_least_one=False)
     if messages and not fitting:
         raise PayloadTooLarge(
             f"Message {messages[0].seq} is larger than a reply may be; raise MAX_REPLY_BYTES to read it.",
             seq=messages[0].seq,
         )
-    return fitting
+    return EncodedList(fitting)
 
 
 def newest_messages(*, thread: Thread, after_seq: int, limit: int) -> tuple[list[Message], bool]:
@@ -100,6 +106,8 @@ class WaitRead:
     # it was committed before the read (seqs commit in order, under the
     # thread's row lock), and all that matched are in `messages`.
     read_seq: int
+    # `messages` as agents see them, encoded once for every waiter this read serves.
+    payload: EncodedList
 
 
 def read_for_wait(*, thread_id: str, after_seq: int, limit: int, for_agent: str | None = None) -> WaitRead:
@@ -131,11 +139,11 @@ def read_for_wait(*, thread_id: str, after_seq: int, limit: int, for_agent: str 
     found = found[:limit]
     # Bounded by bytes too, here and not when the reply is written: the token
     # this read ends with says how far the agent has read.
-    fitting = count_within_reply(found)
-    if fitting < len(found):
-        found, has_more = found[:fitting], True
+    payload = fitting_payload(found)
+    if len(payload) < len(found):
+        found, has_more = found[: len(payload)], True
     read_seq = found[-1].seq if has_more else max(last_seq, newest_scanned)
-    return WaitRead(messages=found, has_more=has_more, read_seq=read_seq)
+    return WaitRead(messages=found, has_more=has_more, read_seq=read_seq, payload=payload)
 
 
 def last_seqs(*, thread_ids: list[str]) -> dict[str, int]:

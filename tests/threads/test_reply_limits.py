@@ -153,3 +153,14 @@ async def test_requests_are_cancelled_however_the_consumer_ends(monkeypatch):
     with pytest.raises(RuntimeError):
         await communicator.receive_output(timeout=5)
     assert room.waiters == {}
+
+
+def test_a_shared_list_is_spliced_into_each_reply_as_if_it_were_encoded_there():
+    """A wake-up's messages are encoded once; each waiter's reply reads as if serialized on its own."""
+    messages = transport.EncodedList([{"seq": 1, "content": "héllo \"quoted\" \\ back", "metadata": {"k": [1, 2]}}])
+    result = {"messages": messages, "has_more": False, "current_seq": 1, "reply_token": "t"}
+    first = transport.encode_reply("a", result=result)
+    second = transport.encode_reply(7, result=result)
+    assert json.loads(first) == {"id": "a", "ok": True, "result": {**result, "messages": list(messages)}}
+    assert json.loads(second)["id"] == 7 and json.loads(second)["result"]["messages"] == list(messages)
+    assert first == transport.dumps({"id": "a", "ok": True, "result": {**result, "messages": list(messages)}})

@@ -1,12 +1,13 @@
 """msg_wait's reads and endings, served in batches for the process's waiting room (threads/waiting_room.py)."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db import transaction
 from django.utils import timezone
 
 from agentchat.errors import ProtocolError
+from agentchat.transport import EncodedList
 from agents import services as agent_services
 from agents.models import Agent
 from threads import selectors
@@ -41,6 +42,8 @@ class WaitResult:
     read_seq: int
     # Set when the wait ends: the fresh token that voided the agent's older ones.
     sync: SyncContext | None
+    # `messages` as agents see them, encoded once for all the waits one read serves.
+    payload: EncodedList = field(default_factory=EncodedList)
 
 
 def serve_waits(requests: list[WaitRequest], *, now: datetime | None = None) -> list[WaitResult | ProtocolError]:
@@ -70,7 +73,9 @@ def serve_waits(requests: list[WaitRequest], *, now: datetime | None = None) -> 
         if isinstance(read, ProtocolError):  # refused: no token issued, none voided
             results.append(read)
             continue
-        result = WaitResult(messages=read.messages, has_more=read.has_more, read_seq=read.read_seq, sync=None)
+        result = WaitResult(
+            messages=read.messages, has_more=read.has_more, read_seq=read.read_seq, sync=None, payload=read.payload
+        )
         results.append(result)
         if read.messages or r.finish:
             ending.append((result, r))
