@@ -378,34 +378,40 @@ async def msg_get(session: Session, args: Args) -> dict[str, Any]:
 async def msg_wait(session: Session, args: Args) -> dict[str, Any]:
     # The canonical form names the thread's group and keys the waiting room.
     thread_id = canonical_uuid(args.id("thread_id", required=True), resource="thread")
+    after_seq = args.int("after_seq", required=True, minimum=0)
+    timeout_ms = args.int(
+        "timeout_ms", default=settings.AGENTCHAT["MSG_WAIT_TIMEOUT_MS"], minimum=0, maximum=MAX_WAIT_MS
+    )
+    for_agent = args.id("for_agent")
+    limit = args.limit("limit", default=100, maximum=1000)
     agent = session.agent
-    waiting = asyncio.ensure_future(
-        wait_for_messages(
+    # A wait ends early, refused, when the agent's credentials are revoked meanwhile:
+    # the revocation cancels this task (no task or event per wait).
+    task = asyncio.current_task()
+    revoked = False
+
+    def on_revoked() -> None:
+        nonlocal revoked
+        revoked = True
+        task.cancel()
+
+    revocations.watch(agent, on_revoked)
+    try:
+        result = await wait_for_messages(
             agent=agent,
             thread_id=thread_id,
-            after_seq=args.int("after_seq", required=True, minimum=0),
-            timeout=args.int(
-                "timeout_ms", default=settings.AGENTCHAT["MSG_WAIT_TIMEOUT_MS"], minimum=0, maximum=MAX_WAIT_MS
-            )
-            / 1000,
-            for_agent=args.id("for_agent"),
-            limit=args.limit("limit", default=100, maximum=1000),
+            after_seq=after_seq,
+            timeout=timeout_ms / 1000,
+            for_agent=for_agent,
+            limit=limit,
         )
-    )
-    # A wait ends early, refused, when the agent's credentials are revoked meanwhile.
-    revoked = revocations.watch(agent)
-    watching = asyncio.ensure_future(revoked.wait())
-    try:
-        await asyncio.wait([waiting, watching], return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        if not revoked:
+            raise
+        task.uncancel()
+        raise InvalidCredentials(REVOKED) from None
     finally:
-        revocations.unwatch(agent, revoked)
-        watching.cancel()
-        if not waiting.done():
-            waiting.cancel()
-        await asyncio.gather(waiting, watching, return_exceptions=True)
-    if revoked.is_set() or waiting.cancelled():
-        raise InvalidCredentials(REVOKED)
-    result = waiting.result()
+        revocations.unwatch(agent, on_revoked)
     # The messages are encoded once for every waiter the same read served (transport.EncodedList).
     return {"messages": result.payload, "has_more": result.has_more, **result.sync.as_dict()}
 

@@ -5,8 +5,6 @@ import time
 from collections.abc import Iterable
 from uuid import UUID
 
-from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.cache import cache
 
@@ -48,11 +46,12 @@ def announce_typing(agent, *, thread_id: str, is_typing: bool) -> None:
 # --- waiting now ------------------------------------------------------------------
 #
 # Who is inside msg_wait, known in every server process without touching the
-# database: each wait announces its start and end on the presence group (live
-# views update at once) and records itself in Django's cache (Redis when
-# REDIS_URL is set) with an expiry, so a view opened later reads the current
-# state. Each process re-records its waiters once per heartbeat interval; the
-# entries of a process that died expire after WAITING_TTL_INTERVALS intervals.
+# database: each process's waiting room publishes the waits that went to
+# sleep or ended, in batches, on the presence group (live views update at
+# once) and records them in Django's cache (Redis when REDIS_URL is set) with
+# an expiry, so a view opened later reads the current state. Each process
+# re-records its waiters once per heartbeat interval; the entries of a process
+# that died expire after WAITING_TTL_INTERVALS intervals.
 
 WAITING_TTL_INTERVALS = 2.5
 
@@ -69,47 +68,47 @@ def _live(entries: dict[str, float] | None, now: float) -> dict[str, float]:
     return {thread: expires for thread, expires in (entries or {}).items() if expires > now}
 
 
-def _record_waiting(*, agent_id: UUID | str, thread_id: UUID | str, waiting: bool) -> None:
-    now, ttl, key = time.time(), _waiting_ttl(), _waiting_key(agent_id)
-    try:
-        entries = _live(cache.get(key), now)
-        if waiting:
-            entries[str(thread_id)] = now + ttl
-        else:
-            entries.pop(str(thread_id), None)
-        if entries:
-            cache.set(key, entries, ttl)
-        else:
-            cache.delete(key)
-    except Exception:
-        logger.warning("Could not record a wait in the cache", exc_info=True)
-
-
-def _waiting_event(*, agent_id: UUID | str, thread_id: UUID | str, waiting: bool) -> dict:
-    return {"type": "agent.waiting", "agent_id": str(agent_id), "thread_id": str(thread_id), "is_waiting": waiting}
-
-
-def announce_waiting(*, agent_id: UUID, thread_id: UUID | str, waiting: bool) -> None:
-    """Record and announce that an agent starts (or stops) waiting on a thread. Never raises."""
-    _record_waiting(agent_id=agent_id, thread_id=thread_id, waiting=waiting)
-    group_send(PRESENCE_GROUP, _waiting_event(agent_id=agent_id, thread_id=thread_id, waiting=waiting))
-
-
-async def aannounce_waiting(*, agent_id: UUID, thread_id: UUID | str, waiting: bool) -> None:
-    """announce_waiting for the event loop of a server process.
-
-    The cache call runs on the process's one thread for synchronous work (the
-    one database_sync_to_async uses): no extra threads. The event is sent from
-    the loop itself.
-    """
-    await sync_to_async(_record_waiting)(agent_id=agent_id, thread_id=thread_id, waiting=waiting)
-    layer = get_channel_layer()
-    if layer is None:
+def record_waiting_changes(*, started: Iterable[tuple[UUID, str]], stopped: Iterable[tuple[UUID, str]]) -> None:
+    """Record in the cache that these (agent, thread) waits started or stopped: one read and one write. Never raises."""
+    changes: dict[str, dict[str, bool]] = {}
+    for waiting, pairs in ((True, started), (False, stopped)):
+        for agent_id, thread_id in pairs:
+            changes.setdefault(str(agent_id), {})[str(thread_id)] = waiting
+    if not changes:
         return
+    now, ttl = time.time(), _waiting_ttl()
     try:
-        await layer.group_send(PRESENCE_GROUP, _waiting_event(agent_id=agent_id, thread_id=thread_id, waiting=waiting))
+        stored = cache.get_many([_waiting_key(a) for a in changes])
+        updates, gone = {}, []
+        for agent_id, threads in changes.items():
+            entries = _live(stored.get(_waiting_key(agent_id)), now)
+            for thread_id, waiting in threads.items():
+                if waiting:
+                    entries[thread_id] = now + ttl
+                else:
+                    entries.pop(thread_id, None)
+            if entries:
+                updates[_waiting_key(agent_id)] = entries
+            else:
+                gone.append(_waiting_key(agent_id))
+        if updates:
+            cache.set_many(updates, ttl)
+        if gone:
+            cache.delete_many(gone)
     except Exception:
-        logger.warning("Could not announce a wait", exc_info=True)
+        logger.warning("Could not record waits in the cache", exc_info=True)
+
+
+def waiting_event(*, started: Iterable[tuple[UUID, str]], stopped: Iterable[tuple[UUID, str]]) -> dict:
+    """One presence event for a batch of waits that started or stopped (JSON types only)."""
+    return {
+        "type": "agent.waiting",
+        "changes": [
+            {"agent_id": str(agent_id), "thread_id": str(thread_id), "is_waiting": waiting}
+            for waiting, pairs in ((True, started), (False, stopped))
+            for agent_id, thread_id in pairs
+        ],
+    }
 
 
 def refresh_waiting(pairs: Iterable[tuple[UUID, str]]) -> None:
@@ -145,9 +144,6 @@ def waiting_threads(agent_ids: Iterable[UUID | str]) -> dict[str, set[str]]:
         return {}
     found = {a: set(_live(stored.get(_waiting_key(a)), now)) for a in agent_ids}
     return {a: threads for a, threads in found.items() if threads}
-
-
-arefresh_waiting = sync_to_async(refresh_waiting)  # on the process's thread for synchronous work
 
 
 REVOCATIONS_GROUP = "agentchat.revocations"

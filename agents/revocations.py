@@ -12,6 +12,7 @@ import asyncio
 import logging
 import threading
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from channels.layers import get_channel_layer
@@ -25,7 +26,8 @@ logger = logging.getLogger("agentchat.revocations")
 # older generation is revoked). Small: one entry per agent revoked while this
 # process runs.
 _revoked: dict[str, int] = {}
-_watchers: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event, int]]] = {}
+# Agent id -> (loop, callback, generation bound) of the pending waits to end when it is revoked.
+_watchers: dict[str, set[tuple[asyncio.AbstractEventLoop, Callable[[], None], int]]] = {}
 _lock = threading.Lock()
 
 
@@ -35,10 +37,10 @@ def note(*, agent_id: str, generation: int) -> None:
         if generation <= _revoked.get(agent_id, -1):
             return
         _revoked[agent_id] = generation
-        woken = [(loop, event) for loop, event, bound in _watchers.get(agent_id, ()) if bound < generation]
-    for loop, event in woken:
+        woken = [(loop, callback) for loop, callback, bound in _watchers.get(agent_id, ()) if bound < generation]
+    for loop, callback in woken:
         try:
-            loop.call_soon_threadsafe(event.set)
+            loop.call_soon_threadsafe(callback)
         except RuntimeError:  # its loop has closed
             pass
 
@@ -49,22 +51,25 @@ def is_revoked(agent: Any) -> bool:
     return revoked is not None and revoked >= agent.credential_generation + 1
 
 
-def watch(agent: Any) -> asyncio.Event:
-    """An event set when the agent's credentials (as bound) are revoked; `unwatch` it when done."""
-    event = asyncio.Event()
+def watch(agent: Any, on_revoked: Callable[[], None]) -> Callable[[], None]:
+    """Call `on_revoked` (on this event loop) when the agent's credentials, as bound, are revoked.
+
+    Costs a set entry, not a task: a pending msg_wait passes a callback that
+    cancels it. Call `unwatch` with it when done.
+    """
     key = str(agent.pk)
     with _lock:
-        _watchers.setdefault(key, set()).add((asyncio.get_running_loop(), event, agent.credential_generation))
+        _watchers.setdefault(key, set()).add((asyncio.get_running_loop(), on_revoked, agent.credential_generation))
     if is_revoked(agent):
-        event.set()
-    return event
+        asyncio.get_running_loop().call_soon(on_revoked)
+    return on_revoked
 
 
-def unwatch(agent: Any, event: asyncio.Event) -> None:
+def unwatch(agent: Any, on_revoked: Callable[[], None]) -> None:
     key = str(agent.pk)
     with _lock:
         members = _watchers.get(key, set())
-        for entry in [entry for entry in members if entry[1] is event]:
+        for entry in [entry for entry in members if entry[1] is on_revoked]:
             members.discard(entry)
         if not members:
             _watchers.pop(key, None)

@@ -165,11 +165,13 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
         )
 
     async def agent_waiting(self, event: dict[str, Any]) -> None:
-        await self.send_json(
-            {
-                "type": "waiting",
-                "agent_id": event.get("agent_id"),
-                "thread_id": event.get("thread_id"),
-                "is_waiting": event.get("is_waiting"),
-            }
-        )
+        # A server process publishes the waits that started or stopped in one event per batch.
+        for change in event.get("changes") or []:
+            await self.send_json(
+                {
+                    "type": "waiting",
+                    "agent_id": change.get("agent_id"),
+                    "thread_id": change.get("thread_id"),
+                    "is_waiting": change.get("is_waiting"),
+                }
+            )

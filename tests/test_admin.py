@@ -238,7 +238,7 @@ def test_a_human_post_to_a_closed_thread_is_refused_and_stores_nothing(admin_cli
     )
     assert response.status_code == 200
     assert "The thread is closed." in response.content.decode()
-    assert Thread.objects.get(pk=thread.pk).last_seq == 1
+    assert Thread.objects.get(pk=thread.pk).last_seq == 2  # the post and the bus's announcement of the close
 
 
 def test_the_thread_form_cannot_change_status_past_the_rules(admin_client, bus):

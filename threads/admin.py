@@ -18,7 +18,7 @@ from django.utils.text import Truncator
 from agentchat.errors import ProtocolError
 from console import selectors as console
 from console.names import agent_label
-from threads import events, search, services
+from threads import search, services
 from threads.models import Message, MessageEdit, Reaction, ReplyToken, Thread, ThreadTemplate
 
 
@@ -312,10 +312,9 @@ class ThreadAdmin(admin.ModelAdmin):
         return redirect("admin:threads_thread_change", pk)
 
     def _act(self, request, thread: Thread, action, verb: str) -> Thread:
-        """Run one domain action, record it in the admin history and announce the new status."""
+        """Run one domain action (which announces the new status) and record it in the admin history."""
         changed = action(thread)
         self.log_change(request, changed, f"{verb} the thread (status {changed.status}).")
-        events.broadcast_state(thread_id=changed.pk, status=changed.status)
         return changed
 
     # --- list columns ---------------------------------------------------------------

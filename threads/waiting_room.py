@@ -52,10 +52,15 @@ from django.conf import settings
 
 from agents import events as agent_events
 from agents import services as agent_services
+from agents.events import PRESENCE_GROUP
 from threads import selectors, services
 from threads.events import thread_group
 
 logger = logging.getLogger("agentchat.waiters")
+
+# Waits that start or stop within this window are published together (and a stop
+# followed by a start, as when a woken agent waits again, is not published at all).
+PRESENCE_BATCH_SECONDS = 0.2
 
 
 @dataclass(eq=False)
@@ -98,6 +103,10 @@ class WaitingRoom:
         self._serving = False
         self._server: asyncio.Task | None = None
         self.next_tick = 0.0  # monotonic time of the next housekeeping tick
+        # (agent, thread) -> how many of the agent's waits sleep on the thread here; and what live views were told.
+        self.sleeping: dict[tuple[UUID, str], int] = {}
+        self.published: set[tuple[UUID, str]] = set()
+        self._publisher: asyncio.Task | None = None
 
     # --- waiters -----------------------------------------------------------
 
@@ -216,14 +225,52 @@ class WaitingRoom:
             self.next_tick = time.monotonic() + settings.AGENTCHAT["HEARTBEAT_INTERVAL"]
             try:
                 await self._refresh_heartbeats()
-                await agent_events.arefresh_waiting(
-                    [(w.agent_id, w.thread_id) for ws in self.waiters.values() for w in ws]
-                )
+                await database_sync_to_async(agent_events.refresh_waiting)(list(self.published))
                 await self._recheck()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 logger.warning("Waiters housekeeping failed", exc_info=True)
+
+    # --- "waiting now" for live views ---------------------------------------------
+
+    def started_waiting(self, agent_id: UUID, thread_id: str) -> None:
+        """A wait went to sleep: publish it with the next batch of presence changes."""
+        key = (agent_id, thread_id)
+        self.sleeping[key] = self.sleeping.get(key, 0) + 1
+        self._publish_soon()
+
+    def stopped_waiting(self, agent_id: UUID, thread_id: str) -> None:
+        key = (agent_id, thread_id)
+        left = self.sleeping.get(key, 0) - 1
+        if left > 0:
+            self.sleeping[key] = left
+        else:
+            self.sleeping.pop(key, None)
+        self._publish_soon()
+
+    def _publish_soon(self) -> None:
+        if self._publisher is None or self._publisher.done():
+            self._publisher = asyncio.create_task(self._publish(), name="agentchat-presence")
+
+    async def _publish(self) -> None:
+        """Publish what changed since the last batch: one cache write and one channel-layer event.
+
+        A wake-up ends every wait of a thread at once, and most agents wait
+        again at once: batching (PRESENCE_BATCH_SECONDS) turns those thousands
+        of stops and starts into one event, or none.
+        """
+        await asyncio.sleep(PRESENCE_BATCH_SECONDS)
+        now = set(self.sleeping)
+        started, stopped = now - self.published, self.published - now
+        self.published = now
+        if not started and not stopped:
+            return
+        try:
+            await database_sync_to_async(agent_events.record_waiting_changes)(started=started, stopped=stopped)
+            await self.layer.group_send(PRESENCE_GROUP, agent_events.waiting_event(started=started, stopped=stopped))
+        except Exception:
+            logger.warning("Could not publish waiting presence", exc_info=True)
 
     async def cover_heartbeat(self, agent_id: UUID) -> None:
         """Store the agent's heartbeat now if it would otherwise lag by more than an interval before the next tick."""
@@ -268,14 +315,14 @@ async def wait_for_messages(
             remaining = deadline - time.monotonic()
             if not announced and remaining > 0:
                 announced = True
-                await agent_events.aannounce_waiting(agent_id=agent.pk, thread_id=thread_id, waiting=True)
+                room.started_waiting(agent.pk, thread_id)
             if remaining <= 0 or not await waiter.sleep(remaining):
                 break
             result = await room.serve(request)
     finally:
         await room.close(waiter)
         if announced:
-            await agent_events.aannounce_waiting(agent_id=agent.pk, thread_id=thread_id, waiting=False)
+            room.stopped_waiting(agent.pk, thread_id)
     if result.sync is None:  # timed out: end with whatever is there (usually nothing) and a fresh token
         result = await room.serve(replace(request, finish=True))
     return result

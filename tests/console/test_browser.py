@@ -188,10 +188,14 @@ class ConsoleInBrowserTests(ChannelsLiveServerTestCase):
         self.wait_for(lambda _: len(self.shown_seqs()) >= 6)
         self.assertEqual(self.shown_seqs(), [1, 2, 3, 4, 5, 6])
 
-        # Close the thread from the page: the agent's next post is refused.
+        # Close the thread from the page: the bus announces it in the thread (seq 7, shown live),
+        # the agent reads the announcement, and its next post is refused.
         self.browser.find_element(By.CSS_SELECTOR, "#close-form textarea").send_keys("done here")
         self.browser.find_element(By.ID, "close-thread").click()
         self.wait_for(EC.text_to_be_present_in_element((By.ID, "thread-status"), "closed"))
+        self.wait_for(lambda _: len(self.shown_seqs()) >= 7)
+        announced = self.agents.run(self.bus.wait(thread_id, timeout_ms=0))
+        self.assertEqual([m["metadata"].get("status") for m in announced], ["closed"])
         with self.assertRaises(AgentChatError) as refused:
             self.agents.run(self.bus.post(thread_id, "one more thing"))
         self.assertEqual(refused.exception.code, "ThreadClosed")

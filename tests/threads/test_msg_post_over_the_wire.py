@@ -134,11 +134,12 @@ async def test_msg_post_to_a_closed_thread_is_thread_closed_and_keeps_the_token(
     created = await new_thread(client)
     thread_id = created["thread"]["thread_id"]
     await client.call("thread_close", {"thread_id": thread_id})
-    error = await client.error("msg_post", post_args(thread_id, "hello", 0, created["reply_token"]))
+    # The bus announced the change at seq 1; read up to it, the post meets the thread's state.
+    error = await client.error("msg_post", post_args(thread_id, "hello", 1, created["reply_token"]))
     assert error["code"] == "ThreadClosed"
-    # Not consumed: after reopening, the same token posts.
+    # Not consumed: after reopening (announced at seq 2), the same token posts.
     await client.call("thread_set_state", {"thread_id": thread_id, "state": "discuss"})
-    await client.call("msg_post", post_args(thread_id, "hello", 0, created["reply_token"]))
+    await client.call("msg_post", post_args(thread_id, "hello", 2, created["reply_token"]))
 
 
 async def test_msg_post_over_the_rate_limit_is_rate_limited_with_retry_after(connect, agentchat_settings):

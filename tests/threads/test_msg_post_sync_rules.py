@@ -193,18 +193,42 @@ def test_seq_tolerance_still_refuses_a_post_further_behind(agentchat_settings, a
 def test_post_to_closed_or_archived_thread_is_thread_closed(agent, thread, sync, close):
     close(staff_user=STAFF, thread_id=str(thread.pk))
 
+    # The bus announced the change (seq 1); an agent that read it is refused by the thread's state.
     with refused(thread, errors.ThreadClosed):
-        post(agent, thread, sync)
+        post(agent, thread, sync, expected_last_seq=1)
 
 
 def test_token_refused_by_a_closed_thread_posts_once_it_reopens(agent, thread, sync):
     services.close_thread(staff_user=STAFF, thread_id=str(thread.pk))
     with pytest.raises(errors.ThreadClosed):
-        post(agent, thread, sync)
+        post(agent, thread, sync, expected_last_seq=1)
 
     services.set_thread_state(staff_user=STAFF, thread_id=str(thread.pk), state="discuss")
 
-    assert post(agent, thread, sync)[0].seq == 1
+    # Not consumed: having read both announcements (seq 1 and 2), the agent posts with it.
+    assert post(agent, thread, sync, expected_last_seq=2)[0].seq == 3
+
+
+def test_status_changes_are_announced_in_the_thread_by_the_bus(agent, thread, sync):
+    services.close_thread(agent=agent, thread_id=str(thread.pk), summary="done for now")
+    services.close_thread(agent=agent, thread_id=str(thread.pk))  # again: nothing changes, nothing announced
+    services.set_thread_state(staff_user=STAFF, thread_id=str(thread.pk), state="review")
+    services.set_thread_state(staff_user=STAFF, thread_id=str(thread.pk), state="review")  # unchanged
+    services.archive_thread(agent=agent, thread_id=str(thread.pk))
+
+    announcements = list(Message.objects.filter(thread=thread).order_by("seq"))
+    assert [(m.seq, m.role, m.priority, m.author_id, m.author_name) for m in announcements] == [
+        (1, "system", "system", None, services.BUS_AUTHOR),
+        (2, "system", "system", None, services.BUS_AUTHOR),
+        (3, "system", "system", None, services.BUS_AUTHOR),
+    ]
+    assert [m.metadata for m in announcements] == [
+        {"event": "status_changed", "status": "closed", "previous_status": "discuss"},
+        {"event": "status_changed", "status": "review", "previous_status": "closed"},
+        {"event": "status_changed", "status": "archived", "previous_status": "review"},
+    ]
+    assert announcements[0].content == f"The thread is now closed (was discuss), by {agent.name}. Summary: done for now"
+    assert "by staff" in announcements[1].content
 
 
 def test_token_is_checked_before_the_thread_state(agent, thread):

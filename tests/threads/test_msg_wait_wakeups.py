@@ -251,14 +251,18 @@ async def test_msg_wait_on_a_closed_thread_returns_existing_messages_then_waits(
     await poster.client.call("thread_close", {"thread_id": thread_id})
     bob, _ = await registered(connect)
     result = await result_of(bob, await wait(bob, thread_id, 0))
-    assert [m["content"] for m in result["messages"]] == ["before closing"]
-    # It waits on the closed thread, and a reopened thread's post wakes it.
-    request = await wait(bob, thread_id, 1)
+    assert [m["content"] for m in result["messages"]][0] == "before closing"
+    assert result["messages"][1]["metadata"] == {
+        "event": "status_changed",
+        "status": "closed",
+        "previous_status": "discuss",
+    }
+    # It waits on the closed thread, and the bus's announcement of the reopening wakes it.
+    request = await wait(bob, thread_id, 2)
     assert await bob.nothing(0.3)
     await poster.client.call("thread_set_state", {"thread_id": thread_id, "state": "discuss"})
-    await poster.post("reopened")
     woken = await result_of(bob, request)
-    assert [m["content"] for m in woken["messages"]] == ["reopened"]
+    assert [m["metadata"].get("status") for m in woken["messages"]] == ["discuss"]
 
 
 # --- disconnects -----------------------------------------------------------------------

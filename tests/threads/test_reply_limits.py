@@ -157,7 +157,7 @@ async def test_requests_are_cancelled_however_the_consumer_ends(monkeypatch):
 
 def test_a_shared_list_is_spliced_into_each_reply_as_if_it_were_encoded_there():
     """A wake-up's messages are encoded once; each waiter's reply reads as if serialized on its own."""
-    messages = transport.EncodedList([{"seq": 1, "content": "héllo \"quoted\" \\ back", "metadata": {"k": [1, 2]}}])
+    messages = transport.EncodedList([{"seq": 1, "content": 'héllo "quoted" \\ back', "metadata": {"k": [1, 2]}}])
     result = {"messages": messages, "has_more": False, "current_seq": 1, "reply_token": "t"}
     first = transport.encode_reply("a", result=result)
     second = transport.encode_reply(7, result=result)

@@ -13,7 +13,8 @@ The threads' domain, split by job:
 Callers import the functions from here.
 """
 
-from threads.services.administrator import BUS_AUTHOR, set_administrator
+from threads.services.administrator import set_administrator
+from threads.services.announcements import BUS_AUTHOR
 from threads.services.editing import Edited, edit_message
 from threads.services.joining import BUS_GUIDANCE, Joined, bus_connect, join_thread
 from threads.services.lifecycle import (

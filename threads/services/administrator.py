@@ -10,11 +10,9 @@ from django.utils import timezone
 from agentchat.errors import BadRequest, NotFound
 from agents.models import Agent
 from threads.models import Message, ReplyToken, Thread
-from threads.services.lifecycle import check_administrator, lock_thread
-from threads.services.posting import append_message
-
-# The author name of the messages the bus itself posts (role and priority `system`, no author).
-BUS_AUTHOR = "AgentChat"
+from threads.services.announcements import actor_name, announce
+from threads.services.lifecycle import check_administrator
+from threads.services.locks import lock_thread
 
 
 def is_participant(thread: Thread, agent: Agent) -> bool:
@@ -58,22 +56,17 @@ def set_administrator(
             field="administrator_agent_id",
         )
     previous_id = thread.administrator_id
-    by = agent.name if agent is not None else f"staff user {staff_user.get_username()}"
+    by = actor_name(agent=agent, staff_user=staff_user)
     thread.administrator = successor
     thread.save(update_fields=["administrator"])
-    announcement = append_message(
-        thread=thread,
+    announcement = announce(
+        thread,
         now=now or timezone.now(),
-        author=None,
-        author_name=BUS_AUTHOR,
-        role=Message.Role.SYSTEM,
-        priority=Message.Priority.SYSTEM,
         content=f"{successor.name} is now the administrator of this thread (handed over by {by}).",
         metadata={
             "event": "administrator_changed",
             "administrator_agent_id": str(successor.pk),
             "previous_administrator_agent_id": str(previous_id) if previous_id else None,
         },
-        from_bus=True,
     )
     return thread, announcement

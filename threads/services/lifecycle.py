@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -22,6 +21,8 @@ from agentchat.errors import BadRequest, Conflict, Forbidden, InvalidTransition,
 from agents import services as agent_services
 from agents.models import Agent
 from threads.models import Thread, ThreadTemplate
+from threads.services.announcements import announce_status
+from threads.services.locks import lock_thread
 from threads.services.reply_tokens import SyncContext, issue_reply_token
 
 
@@ -31,14 +32,6 @@ def clean_topic(topic: str) -> str:
     if not topic:
         raise BadRequest("topic must not be empty.", field="topic")
     return topic
-
-
-def lock_thread(thread_id: str) -> Thread:
-    """The thread's row, locked until the transaction ends (NotFound for an unknown or malformed id)."""
-    try:
-        return Thread.objects.select_for_update().get(pk=thread_id)
-    except (Thread.DoesNotExist, ValidationError, ValueError):
-        raise NotFound("thread") from None
 
 
 def insert_thread(
@@ -140,6 +133,9 @@ def set_thread_state(*, thread_id: str, state: str, agent: Agent | None = None, 
         raise BadRequest(f"state must be one of {', '.join(Thread.OPEN_STATES)}.", field="state")
     thread = lock_thread(thread_id)
     check_administrator(thread, agent=agent, staff_user=staff_user)
+    if thread.status == state:
+        return thread  # nothing changes, nothing is announced
+    previous = thread.status
     thread.status = state
     thread.closed_at = None
     thread.updated_at = timezone.now()
@@ -148,6 +144,7 @@ def set_thread_state(*, thread_id: str, state: str, agent: Agent | None = None, 
             thread.save(update_fields=["status", "closed_at", "updated_at"])
     except IntegrityError:
         raise Conflict(f"Another open thread already uses the topic {thread.topic!r}.") from None
+    announce_status(thread, previous=previous, agent=agent, staff_user=staff_user)
     return thread
 
 
@@ -176,10 +173,13 @@ def close_thread(
     check_administrator(thread, agent=agent, staff_user=staff_user)
     if thread.status == Thread.Status.ARCHIVED:
         return thread
-    close_threads(Thread.objects.filter(pk=thread.pk), now=now or timezone.now())
+    previous = thread.status
+    closed = close_threads(Thread.objects.filter(pk=thread.pk), now=now or timezone.now())
     if summary is not None:
         Thread.objects.filter(pk=thread.pk).update(summary=summary)
     thread.refresh_from_db()
+    if closed:
+        announce_status(thread, previous=previous, agent=agent, staff_user=staff_user)
     return thread
 
 
@@ -202,6 +202,9 @@ def close_idle_threads(*, minutes: int, dry_run: bool = False, now: datetime | N
         stale = list(
             Thread.objects.filter(pk__in=ids, status=Thread.Status.CLOSED, closed_at=now).order_by("updated_at")
         )
+    for thread in stale:
+        with transaction.atomic():
+            announce_status(lock_thread(thread.pk), previous=thread.status, idle_minutes=minutes)
     return stale
 
 
@@ -211,9 +214,11 @@ def archive_thread(*, thread_id: str, agent: Agent | None = None, staff_user: An
     thread = lock_thread(thread_id)
     check_administrator(thread, agent=agent, staff_user=staff_user)
     if thread.status != Thread.Status.ARCHIVED:
+        previous = thread.status
         now = timezone.now()
         thread.status = Thread.Status.ARCHIVED
         thread.closed_at = thread.closed_at or now
         thread.updated_at = now
         thread.save(update_fields=["status", "closed_at", "updated_at"])
+        announce_status(thread, previous=previous, agent=agent, staff_user=staff_user)
     return thread

@@ -30,7 +30,7 @@ from threads import events, search, selectors
 from threads.content_filter import find_secret
 from threads.models import Message, Thread, addressees
 from threads.serializers import messages_to_list
-from threads.services.lifecycle import lock_thread
+from threads.services.locks import lock_thread
 from threads.services.reply_tokens import (
     SyncContext,
     consume_reply_token,
