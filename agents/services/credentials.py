@@ -38,10 +38,12 @@ def lock_agent(agent: Agent) -> None:
     """Lock the agent's row until the transaction ends; InvalidCredentials if its credentials were revoked.
 
     Equivalent SQL: SELECT credential_generation FROM agents_agent
-    WHERE id = %s AND unregistered_at IS NULL FOR UPDATE
+    WHERE id = %s AND unregistered_at IS NULL FOR NO KEY UPDATE
     """
     current = (
-        Agent.objects.select_for_update()
+        # NO KEY UPDATE: foreign-key checks of rows that refer to the agent (its
+        # reply tokens, inserted by a wake-up) are not blocked by it, nor block it.
+        Agent.objects.select_for_update(no_key=True)
         .filter(pk=agent.pk, unregistered_at__isnull=True)
         .values_list("credential_generation", flat=True)
         .first()

@@ -11,6 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Subquery
 from django.utils import timezone
 
 from agentchat import ratelimit
@@ -20,6 +21,8 @@ from agentchat.errors import (
     MissingSyncFields,
     NotFound,
     PayloadTooLarge,
+    ProtocolError,
+    RateLimited,
     SeqMismatch,
     ThreadClosed,
 )
@@ -33,9 +36,9 @@ from threads.serializers import messages_to_list
 from threads.services.locks import lock_thread
 from threads.services.reply_tokens import (
     SyncContext,
-    consume_reply_token,
     issue_reply_token,
     redeem_reply_token,
+    use_reply_token,
     void_reply_tokens,
 )
 
@@ -139,15 +142,19 @@ def check_agent_role(role: str, priority: str) -> None:
         raise BadRequest("Priority 'system' is reserved for the bus; use 'normal' or 'urgent'.", field="priority")
 
 
-def _check_rate_limit(agent: Agent, now: datetime) -> None:
-    """RateLimited past RATE_LIMIT_PER_MINUTE posts; the caller holds the agent's row lock (exact across processes)."""
-    ratelimit.enforce(
-        Message.objects.filter(author=agent),
-        field="created_at",
-        limit=settings.AGENTCHAT["RATE_LIMIT_PER_MINUTE"],
-        now=now,
-        what="posts",
-    )
+def _rate_limit_refusal(agent: Agent, now: datetime) -> RateLimited | None:
+    """The RateLimited error past RATE_LIMIT_PER_MINUTE posts (the caller holds the agent's row lock), else None."""
+    try:
+        ratelimit.enforce(
+            Message.objects.filter(author=agent),
+            field="created_at",
+            limit=settings.AGENTCHAT["RATE_LIMIT_PER_MINUTE"],
+            now=now,
+            what="posts",
+        )
+    except RateLimited as error:
+        return error
+    return None
 
 
 def append_message(
@@ -163,10 +170,12 @@ def append_message(
     reply_to_msg_id: str | None = None,
     client_msg_id: str | None = None,
     from_bus: bool = False,
+    rate_limited: RateLimited | None = None,
 ) -> Message:
     """Append a message to a thread whose row the caller holds locked (and an agent author's row too).
 
-    In order: refuse a closed thread, apply an agent author's rate limit and
+    In order: refuse a closed thread, then an agent author over its rate limit
+    (`rate_limited`, counted by the caller under the agent's row lock), apply
     the content filter, check the message replied to, then give the message
     the next seq, store it, index it for search, and wake the thread's
     waiters after commit. The bus's own announcements (`from_bus`) skip the
@@ -174,8 +183,8 @@ def append_message(
     """
     if not thread.is_open and not from_bus:
         raise ThreadClosed(f"The thread is {thread.status}.")
-    if author is not None:
-        _check_rate_limit(author, now)
+    if rate_limited is not None:
+        raise rate_limited
     if not from_bus:
         check_content(content)
     reply_to = None
@@ -237,16 +246,25 @@ def post_message(
     client_msg_id: str | None = None,
     now: datetime | None = None,
 ) -> tuple[Message, SyncContext]:
-    """Post under the sync rules (PROTOCOL.md, "msg_post and the sync rules")."""
-    replayed = _replayed(agent, client_msg_id)
-    if replayed is not None:
+    """Post under the sync rules (PROTOCOL.md, "msg_post and the sync rules").
+
+    A retry with a `client_msg_id` already stored returns the stored message,
+    whatever else it carries. That check is made once, under the thread's
+    lock, on the way to storing the post; a request refused before the lock
+    makes it first, so a retry is never refused.
+    """
+    try:
+        if expected_last_seq is None or reply_token is None:
+            raise MissingSyncFields("msg_post needs expected_last_seq and reply_token; get them from msg_wait.")
+        content = clean_content(content)
+        check_agent_role(role, priority)
+        metadata = clean_metadata(metadata, from_human=False)
+        check_message_size(content=content, metadata=metadata, author_name=agent.name)
+    except ProtocolError:
+        replayed = _replayed(agent, client_msg_id)
+        if replayed is None:
+            raise
         return replayed, _replay_context(replayed, agent)
-    if expected_last_seq is None or reply_token is None:
-        raise MissingSyncFields("msg_post needs expected_last_seq and reply_token; get them from msg_wait.")
-    content = clean_content(content)
-    check_agent_role(role, priority)
-    metadata = clean_metadata(metadata, from_human=False)
-    check_message_size(content=content, metadata=metadata, author_name=agent.name)
     try:
         outcome = _post_locked(
             agent=agent,
@@ -267,6 +285,12 @@ def post_message(
         if replayed is None:
             raise
         return replayed, _replay_context(replayed, agent)
+    except ProtocolError:
+        # Refused under the lock (NotFound, a token error...): a retry of a stored post is still answered.
+        replayed = _replayed(agent, client_msg_id)
+        if replayed is None:
+            raise
+        return replayed, _replay_context(replayed, agent)
     if isinstance(outcome, SeqMismatch):
         raise outcome  # raised after the transaction committed the voiding of the agent's tokens
     return outcome
@@ -277,23 +301,37 @@ def _post_locked(
     *, agent: Agent, thread_id: str, expected_last_seq: int, reply_token: str, now: datetime, **fields: Any
 ) -> tuple[Message, SyncContext] | SeqMismatch:
     # The row lock serializes posts to one thread: seq allocation, the token
-    # and the insert below all see one consistent state.
-    thread = lock_thread(thread_id)
+    # and the insert below all see one consistent state. The same statement
+    # looks for a stored retry (client_msg_id).
+    client_msg_id = fields["client_msg_id"]
+    replay = None
+    if client_msg_id is not None:
+        replay = Subquery(Message.objects.filter(author=agent, client_msg_id=client_msg_id).values("pk")[:1])
+    thread = lock_thread(thread_id, replayed_id=replay)
+    if getattr(thread, "replayed_id", None) is not None:  # a retry that won the lock first
+        replayed = Message.objects.get(pk=thread.replayed_id)
+        return replayed, _replay_context(replayed, agent)
     # Then the agent's row (always thread first, then agent): it refuses
     # revoked credentials, and serializes the agent's posts in all threads and
-    # processes, so that the rate limit's count is exact.
+    # processes, so that the rate limit's count is exact. The count is its own
+    # statement after the lock: a subquery of the locking statement would read
+    # the snapshot taken before the lock was granted, and miss the post that
+    # held it.
     agent_services.lock_agent(agent)
-    replayed = _replayed(agent, fields["client_msg_id"])  # a retry that won the lock first
-    if replayed is not None:
-        return replayed, _replay_context(replayed, agent)
+    rate_limited = _rate_limit_refusal(agent, now)
 
-    token = redeem_reply_token(token=reply_token, thread_id=thread.pk, agent_id=agent.pk, now=now)
+    behind = thread.last_seq - expected_last_seq > settings.AGENTCHAT["SEQ_TOLERANCE"]
+    if expected_last_seq > thread.last_seq or behind:
+        # Refused whatever the token: check it without consuming it, so that its error comes first.
+        redeem_reply_token(token=reply_token, thread_id=thread.pk, agent_id=agent.pk, now=now)
+    else:
+        use_reply_token(token=reply_token, thread_id=thread.pk, agent_id=agent.pk, now=now)
     if expected_last_seq > thread.last_seq:
         raise BadRequest(
             f"expected_last_seq {expected_last_seq} is ahead of the thread (seq {thread.last_seq}).",
             field="expected_last_seq",
         )
-    if thread.last_seq - expected_last_seq > settings.AGENTCHAT["SEQ_TOLERANCE"]:
+    if behind:
         # Behind: void the agent's tokens (committed), then refuse with what it missed.
         void_reply_tokens(thread_id=thread.pk, agent_ids=[agent.pk], now=now)
         missed = selectors.list_messages(thread=thread, after_seq=expected_last_seq, limit=NEW_MESSAGES_ON_MISMATCH)
@@ -306,8 +344,9 @@ def _post_locked(
             has_more=bool(new_messages) and new_messages[-1]["seq"] < thread.last_seq,
         )
 
-    message = append_message(thread=thread, now=now, author=agent, author_name=agent.name, **fields)
-    consume_reply_token(token, now=now)
+    message = append_message(
+        thread=thread, now=now, author=agent, author_name=agent.name, rate_limited=rate_limited, **fields
+    )
     return message, issue_reply_token(thread_id=thread.pk, agent_id=agent.pk, read_seq=message.seq, now=now)
 
 

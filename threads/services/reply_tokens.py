@@ -57,7 +57,7 @@ def issue_reply_token(
     return context
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)  # inside a post's transaction: no savepoint round trips
 def issue_reply_tokens(grants: list[Grant], *, void_older: bool, now: datetime | None = None) -> list[SyncContext]:
     """Issue a token per grant, in order; with `void_older`, first void the agents' other live tokens.
 
@@ -114,9 +114,24 @@ def redeem_reply_token(*, token: str, thread_id: Any, agent_id: Any, now: dateti
     return row
 
 
-def consume_reply_token(row: ReplyToken, *, now: datetime) -> None:
-    row.consumed_at = now
-    row.save(update_fields=["consumed_at"])
+def use_reply_token(*, token: str, thread_id: Any, agent_id: Any, now: datetime) -> None:
+    """Consume a presented token for a post, in one conditional UPDATE; the token errors when it cannot be used.
+
+    The success path (a live token of this agent and thread) costs one
+    statement; only a refused token costs a second one, to say why. The
+    caller's transaction undoes the consumption if the post is refused later.
+    """
+    used = ReplyToken.objects.filter(
+        token_hash=tokens.hash_token(token),
+        thread_id=thread_id,
+        agent_id=agent_id,
+        consumed_at__isnull=True,
+        voided_at__isnull=True,
+        expires_at__gt=now,
+    ).update(consumed_at=now)
+    if not used:
+        redeem_reply_token(token=token, thread_id=thread_id, agent_id=agent_id, now=now)  # raises the right error
+        raise ReplyTokenInvalid("This reply token is not valid for this agent and thread.")  # pragma: no cover
 
 
 def purge_reply_tokens(*, dry_run: bool = False, now: datetime | None = None) -> int:
