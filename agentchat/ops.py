@@ -118,7 +118,12 @@ async def dispatch(session: Session, name: str, raw_args: dict[str, Any]) -> dic
         args = Args(raw_args)
         if session.agent is not None and operation.heartbeat:
             # Any op by a bound agent counts as a heartbeat; agent_heartbeat is always stored.
-            await db(agent_services.record_activity)(agent=session.agent, op=name, always=name == "agent_heartbeat")
+            # Most are coalesced away, decided here without a hop to the database thread.
+            always = name == "agent_heartbeat"
+            if agent_services.heartbeat_due(session.agent, always=always):
+                await db(agent_services.record_activity)(agent=session.agent, op=name, always=always)
+            else:
+                agent_services.note_activity(session.agent, op=name)
         return await operation.handler(session, args)
     except ProtocolError:
         raise

@@ -13,10 +13,12 @@ Callers import the functions from here.
 from agents.services.credentials import lock_agent
 from agents.services.limits import check_registration_rate
 from agents.services.presence import (
+    heartbeat_due,
     heartbeat_would_lag,
     heartbeat_writes,
     mark_offline,
     mark_offline_agents,
+    note_activity,
     record_activity,
     refresh_heartbeats,
     set_typing,
@@ -39,6 +41,8 @@ from agents.services.registration import (
 )
 
 __all__ = [
+    "heartbeat_due",
+    "note_activity",
     "authenticate",
     "authenticate_token",
     "encode_agent_cursor",

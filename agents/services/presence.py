@@ -51,6 +51,12 @@ class HeartbeatWrites:
                 self._written[pk] = now
         return due
 
+    def is_due(self, agent_id: UUID) -> bool:
+        """Whether a write for the agent would be made now (no database, nothing remembered)."""
+        period = settings.AGENTCHAT["HEARTBEAT_INTERVAL"] / 2
+        with self._lock:
+            return self.clock() - self._written.get(agent_id, float("-inf")) >= period
+
     def seconds_since(self, agent_id: UUID) -> float:
         """How long ago this process last stored the agent's heartbeat (infinite: never)."""
         with self._lock:
@@ -85,6 +91,25 @@ def store_heartbeats(agent_ids: Iterable[UUID], *, now: datetime | None = None, 
     return registered.update(**fields)
 
 
+def note_activity(agent: Agent, *, op: str, now: datetime | None = None) -> datetime:
+    """Update the in-memory agent for an op (what a stored heartbeat would store); no database."""
+    now = now or timezone.now()
+    agent.last_heartbeat = now
+    agent.last_activity = op
+    agent.last_activity_at = now
+    agent.status = Agent.Status.ONLINE
+    return now
+
+
+def heartbeat_due(agent: Agent, *, always: bool = False) -> bool:
+    """Whether an op of the agent now calls for `record_activity` to store a heartbeat.
+
+    Cheap and local: the transports ask it first, so that the many ops whose
+    heartbeat is coalesced away cost no hop to the database thread.
+    """
+    return always or heartbeat_writes.is_due(agent.pk)
+
+
 def record_activity(*, agent: Agent, op: str, always: bool = False, now: datetime | None = None) -> bool:
     """Count an op as a heartbeat; store it unless one was stored very recently.
 
@@ -94,11 +119,7 @@ def record_activity(*, agent: Agent, op: str, always: bool = False, now: datetim
     when the write finds the agent's credentials (as the caller holds them)
     revoked.
     """
-    now = now or timezone.now()
-    agent.last_heartbeat = now
-    agent.last_activity = op
-    agent.last_activity_at = now
-    agent.status = Agent.Status.ONLINE
+    now = note_activity(agent, op=op, now=now)
     silent_for = heartbeat_writes.seconds_since(agent.pk)
     if not heartbeat_writes.claim([agent.pk], force=always):
         return False

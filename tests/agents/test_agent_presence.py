@@ -3,6 +3,7 @@
 import pytest
 from channels.layers import get_channel_layer
 
+from agents import services as agent_services
 from agents.events import PRESENCE_GROUP
 from tests.support.wire import (
     AGENT_KEYS,
@@ -112,3 +113,21 @@ async def test_agent_set_typing_in_unknown_thread_is_not_found(connect):
     client, _ = await registered(connect)
     error = await client.error("agent_set_typing", {"thread_id": UNKNOWN_ID, "is_typing": False})
     assert (error["code"], error["resource"]) == ("NotFound", "thread")
+
+
+async def test_ops_whose_heartbeat_is_coalesced_do_not_call_the_database_for_it(connect, monkeypatch):
+    """Only a due heartbeat costs a call on the database thread; the others are decided in the event loop."""
+    client, _ = await registered(connect)
+    calls = []
+    original = agent_services.record_activity
+
+    def counting(**kwargs):
+        calls.append(kwargs["op"])
+        return original(**kwargs)
+
+    monkeypatch.setattr(agent_services, "record_activity", counting)
+    for _ in range(5):
+        await client.call("bus_get_config")
+    assert calls == []  # registering stored a heartbeat a moment ago
+    await client.call("agent_heartbeat")
+    assert calls == ["agent_heartbeat"]  # always stored
