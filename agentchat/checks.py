@@ -96,7 +96,7 @@ def check_timing(conf: dict[str, Any]) -> list[CheckMessage]:
             "REPLY_EXPECTED_SECONDS",
             "agentchat.E013",
             low=0,
-            hint="seconds an agent may take to answer a message addressed to it, e.g. 600, or 0 for no overdue replies.",
+            hint="seconds an agent may take to answer a message addressed to it (e.g. 600), or 0: no overdue replies.",
         ),
     ]
 

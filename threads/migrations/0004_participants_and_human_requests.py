@@ -6,51 +6,89 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('agents', '0003_credentials_and_limits'),
-        ('threads', '0003_thread_administrator'),
+        ("agents", "0003_credentials_and_limits"),
+        ("threads", "0003_thread_administrator"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='HumanRequest',
+            name="HumanRequest",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('resolved_at', models.DateTimeField(blank=True, null=True)),
-                ('resolution', models.CharField(blank=True, choices=[('answered', 'Answered'), ('dismissed', 'Dismissed')], max_length=10)),
-                ('reason', models.TextField(blank=True)),
-                ('resolved_by', models.CharField(blank=True, max_length=150)),
-                ('answer', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='threads.message')),
-                ('message', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='human_request', to='threads.message')),
-                ('thread', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='human_requests', to='threads.thread')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                ("resolved_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "resolution",
+                    models.CharField(
+                        blank=True, choices=[("answered", "Answered"), ("dismissed", "Dismissed")], max_length=10
+                    ),
+                ),
+                ("reason", models.TextField(blank=True)),
+                ("resolved_by", models.CharField(blank=True, max_length=150)),
+                (
+                    "answer",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="threads.message",
+                    ),
+                ),
+                (
+                    "message",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="human_request", to="threads.message"
+                    ),
+                ),
+                (
+                    "thread",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="human_requests", to="threads.thread"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['created_at', 'pk'],
-                'indexes': [models.Index(fields=['resolved_at', 'created_at'], name='humanrequest_open')],
+                "ordering": ["created_at", "pk"],
+                "indexes": [models.Index(fields=["resolved_at", "created_at"], name="humanrequest_open")],
             },
         ),
         migrations.CreateModel(
-            name='Participant',
+            name="Participant",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('delivered_seq', models.PositiveIntegerField(default=0)),
-                ('delivered_at', models.DateTimeField(blank=True, null=True)),
-                ('seen_seq', models.PositiveIntegerField(default=0)),
-                ('seen_at', models.DateTimeField(blank=True, null=True)),
-                ('last_post_seq', models.PositiveIntegerField(blank=True, null=True)),
-                ('last_post_at', models.DateTimeField(blank=True, null=True)),
-                ('owed_seq', models.PositiveIntegerField(blank=True, null=True)),
-                ('owed_since', models.DateTimeField(blank=True, null=True)),
-                ('joined_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('agent', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='participations', to='agents.agent')),
-                ('thread', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='participants', to='threads.thread')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("delivered_seq", models.PositiveIntegerField(default=0)),
+                ("delivered_at", models.DateTimeField(blank=True, null=True)),
+                ("seen_seq", models.PositiveIntegerField(default=0)),
+                ("seen_at", models.DateTimeField(blank=True, null=True)),
+                ("last_post_seq", models.PositiveIntegerField(blank=True, null=True)),
+                ("last_post_at", models.DateTimeField(blank=True, null=True)),
+                ("owed_seq", models.PositiveIntegerField(blank=True, null=True)),
+                ("owed_since", models.DateTimeField(blank=True, null=True)),
+                ("joined_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                (
+                    "agent",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="participations", to="agents.agent"
+                    ),
+                ),
+                (
+                    "thread",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="participants", to="threads.thread"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['thread', 'joined_at', 'pk'],
-                'indexes': [models.Index(fields=['thread', 'joined_at'], name='participant_thread_joined'), models.Index(fields=['owed_since'], name='participant_owed_since')],
-                'constraints': [models.UniqueConstraint(fields=('agent', 'thread'), name='participant_agent_thread_unique')],
+                "ordering": ["thread", "joined_at", "pk"],
+                "indexes": [
+                    models.Index(fields=["thread", "joined_at"], name="participant_thread_joined"),
+                    models.Index(fields=["owed_since"], name="participant_owed_since"),
+                ],
+                "constraints": [
+                    models.UniqueConstraint(fields=("agent", "thread"), name="participant_agent_thread_unique")
+                ],
             },
         ),
     ]

@@ -95,7 +95,10 @@ def serve_waits(requests: list[WaitRequest], *, now: datetime | None = None) -> 
 
 @transaction.atomic
 def _end_waits(ending: list[tuple[WaitResult, WaitRequest]], advances: list[Advance], *, now: datetime) -> None:
-    """Give each ending wait its fresh token (voiding the agents' older ones), count it as a heartbeat, move the cursors."""
+    """Give each ending wait its fresh token (voiding the agents' older ones), count it as a heartbeat.
+
+    Then move the cursors of the whole batch (`advances`, one statement).
+    """
     grants = [Grant(r.thread_id, r.agent.pk, result.read_seq) for result, r in ending]
     for (result, _r), sync in zip(ending, issue_reply_tokens(grants, void_older=True, now=now)):
         result.sync = sync
