@@ -123,6 +123,8 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"type": "presence", "agents": await db(_presence)(self.thread_id)})
         elif op == "counters":
             await self.send_json({"type": "counters", "counters": await db(selectors.dashboard_counters)()})
+        elif op == "queues":
+            await self.send_json({"type": "queues", "html": await db(selectors.queues_html)()})
 
     async def _send_new(self) -> None:
         """Send every message after the cursor (call with the lock held)."""

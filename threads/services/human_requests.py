@@ -12,8 +12,10 @@ failing mail server never delays or fails the post.
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.mail import mail_admins
 from django.db import transaction
 from django.urls import reverse
@@ -41,14 +43,15 @@ def open_request(message: Message) -> HumanRequest:
     return request
 
 
-def open_request_for(*, msg_id: str) -> HumanRequest | None:
-    """The open request of a message, if it has one (locked until the transaction ends)."""
-    return (
-        HumanRequest.objects.select_for_update()
-        .select_related("message")
-        .filter(message_id=msg_id, resolved_at__isnull=True)
-        .first()
-    )
+def open_request_for(*, msg_id: str, thread_id: Any = None) -> HumanRequest | None:
+    """The open request of a message (in this thread), if it has one; its row is locked until the transaction ends."""
+    requests = HumanRequest.objects.select_for_update(of=("self",)).select_related("message")
+    if thread_id is not None:
+        requests = requests.filter(thread_id=thread_id)
+    try:
+        return requests.filter(message_id=msg_id, resolved_at__isnull=True).first()
+    except (ValidationError, ValueError):  # not a message id at all
+        return None
 
 
 def resolve(request: HumanRequest, *, answer: Message, by: str, now: datetime) -> None:
@@ -59,14 +62,14 @@ def resolve(request: HumanRequest, *, answer: Message, by: str, now: datetime) -
 
 
 @transaction.atomic
-def dismiss_request(*, msg_id: str, reason: str, staff_user) -> HumanRequest:
+def dismiss_request(*, msg_id: str, reason: str, staff_user, thread_id: Any = None) -> HumanRequest:
     """Take a request out of the queue without an answer; the reason is kept (and logged by the caller)."""
     reason = (reason or "").strip()
     if not reason:
         raise BadRequest("Give a reason to dismiss the request.", field="reason")
     if len(reason) > MAX_REASON_CHARS:
         raise BadRequest(f"The reason is longer than {MAX_REASON_CHARS} characters.", field="reason")
-    request = open_request_for(msg_id=msg_id)
+    request = open_request_for(msg_id=msg_id, thread_id=thread_id)
     if request is None:
         raise NotFound("request", "No open request for a human on this message.")
     request.resolved_at, request.resolution = timezone.now(), HumanRequest.Resolution.DISMISSED
