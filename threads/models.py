@@ -219,8 +219,10 @@ class Participant(models.Model):
     Cursors only move forward (threads.services.cursors writes them, in one
     statement per batch). `owed_seq` is the oldest message addressed to the
     agent (a mention or handoff by someone else) that was delivered to it and
-    that it has not answered yet (posted after), `owed_since` when it was
-    delivered: overdue replies are counted from there.
+    that it had not answered (posted after) when it was delivered, and
+    `owed_since` when: overdue replies are counted from there. It is owed
+    while `last_post_seq` is below it; it stays after the answer (the exact
+    delivery time of that message) until the next one is delivered.
     """
 
     thread = models.ForeignKey(Thread, on_delete=models.CASCADE, related_name="participants")

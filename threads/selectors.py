@@ -9,7 +9,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db.models import Min, Q
+from django.db.models import F, Min, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -245,9 +245,10 @@ class Receipt:
 def delivered_at(participant: Participant | None, seq: int) -> datetime | None:
     """When message `seq` was delivered to the participant, as far as its cursor tells (None: not, or unknown).
 
-    Exact for the oldest message addressed to it that it has not answered
-    (`owed_since`) and for the newest message delivered; for an older message
-    the cursor's time is when the cursor last moved, at or after its delivery.
+    Exact for the newest message delivered and for the latest run of messages
+    addressed to it (`owed_since`: the first of them); for another older
+    message the cursor's time is when the cursor last moved, at or after its
+    delivery (docs/decisions.md, "Receipts").
     """
     if participant is None or participant.delivered_seq < seq:
         return None
@@ -336,6 +337,7 @@ def overdue_replies(
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=seconds)
     owing = Participant.objects.filter(
+        Q(last_post_seq__isnull=True) | Q(last_post_seq__lt=F("owed_seq")),
         owed_seq__isnull=False,
         owed_since__lte=cutoff,
         thread__status__in=Thread.OPEN_STATES,

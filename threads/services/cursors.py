@@ -60,9 +60,10 @@ def delivery(*, thread_id: Any, agent_id: Any, messages: list[Message], seen_seq
     me = str(agent_id)
     owed = None
     for message in messages:
-        if str(message.author_id) != me and me in addressees(message.metadata):
+        if str(message.author_id) == me:
+            owed = None  # its own post answers what came before
+        elif owed is None and me in addressees(message.metadata):
             owed = message.seq
-            break
     return Advance(
         thread_id=thread_id,
         agent_id=agent_id,
@@ -74,8 +75,12 @@ def delivery(*, thread_id: Any, agent_id: Any, messages: list[Message], seen_seq
 
 def _update_clause() -> str:
     t = connection.ops.quote_name(Participant._meta.db_table)
-    post_answers = f"excluded.last_post_seq IS NOT NULL AND excluded.last_post_seq > COALESCE({t}.owed_seq, 0)"
-    newly_owed = f"{t}.owed_seq IS NULL AND excluded.owed_seq > COALESCE({t}.last_post_seq, 0)"
+    # A delivery starts the clock of the oldest message addressed to the agent
+    # that it has not answered, unless one runs already. A post answers it
+    # (last_post_seq passes owed_seq); the pair stays, as the exact delivery
+    # time of that message, until the next one addressed to the agent.
+    answered = f"({t}.owed_seq IS NULL OR {t}.owed_seq <= COALESCE({t}.last_post_seq, 0))"
+    newly_owed = f"{answered} AND excluded.owed_seq > COALESCE({t}.last_post_seq, 0)"
     return ", ".join(
         [
             f"delivered_at = CASE WHEN excluded.delivered_seq > {t}.delivered_seq "
@@ -88,13 +93,8 @@ def _update_clause() -> str:
             f"THEN excluded.last_post_at ELSE {t}.last_post_at END",
             f"last_post_seq = CASE WHEN excluded.last_post_seq > COALESCE({t}.last_post_seq, 0) "
             f"THEN excluded.last_post_seq ELSE {t}.last_post_seq END",
-            # A post answers every message delivered before it; a delivery
-            # starts the clock of the oldest unanswered message addressed to
-            # the agent, unless a post already answered it.
-            f"owed_since = CASE WHEN {post_answers} THEN NULL WHEN {newly_owed} "
-            f"THEN excluded.owed_since ELSE {t}.owed_since END",
-            f"owed_seq = CASE WHEN {post_answers} THEN NULL WHEN {newly_owed} "
-            f"THEN excluded.owed_seq ELSE {t}.owed_seq END",
+            f"owed_since = CASE WHEN {newly_owed} THEN excluded.owed_since ELSE {t}.owed_since END",
+            f"owed_seq = CASE WHEN {newly_owed} THEN excluded.owed_seq ELSE {t}.owed_seq END",
         ]
     )
 
