@@ -5,6 +5,29 @@ import django.utils.timezone
 from django.db import migrations, models
 
 
+def participants_from_history(apps, schema_editor):
+    """The participants of existing threads: their posters (last post) and token holders (read up to the token).
+
+    Times are unknown (null), as msg_receipts reports them.
+    """
+    from django.db.models import Max
+
+    Message = apps.get_model("threads", "Message")
+    ReplyToken = apps.get_model("threads", "ReplyToken")
+    Participant = apps.get_model("threads", "Participant")
+    rows = {}
+    for thread_id, agent_id, seq in (
+        Message.objects.filter(author__isnull=False).values("thread_id", "author_id").annotate(m=Max("seq"))
+    ).values_list("thread_id", "author_id", "m"):
+        rows[(thread_id, agent_id)] = Participant(thread_id=thread_id, agent_id=agent_id, last_post_seq=seq)
+    for thread_id, agent_id, seq in (
+        ReplyToken.objects.values("thread_id", "agent_id").annotate(m=Max("issued_seq"))
+    ).values_list("thread_id", "agent_id", "m"):
+        row = rows.setdefault((thread_id, agent_id), Participant(thread_id=thread_id, agent_id=agent_id))
+        row.delivered_seq = row.seen_seq = seq
+    Participant.objects.bulk_create(rows.values(), batch_size=1000)
+
+
 class Migration(migrations.Migration):
     dependencies = [
         ("agents", "0003_credentials_and_limits"),
@@ -91,4 +114,5 @@ class Migration(migrations.Migration):
                 ],
             },
         ),
+        migrations.RunPython(participants_from_history, migrations.RunPython.noop),
     ]
