@@ -68,6 +68,8 @@ def _presence(thread_id: str) -> list[dict[str, Any]]:
             "is_online": p.online,
             "is_waiting": p.waiting,
             "last_seen": p.last_seen.isoformat(),
+            "delivered_seq": p.delivered_seq,
+            "seen_seq": p.seen_seq,
         }
         for p in selectors.participants(thread=thread)
     ]

@@ -23,6 +23,7 @@ from console.names import agent_detail, agent_name
 from console.rendering import render_content
 from threads import selectors as thread_selectors
 from threads.models import HumanRequest, Message, ReplyToken, Thread
+from threads.models import Participant as CursorRow
 
 PAGE_SIZE = 50
 CATCH_UP_LIMIT = 200
@@ -105,14 +106,20 @@ class Participant:
     online: bool
     waiting: bool
     last_seen: datetime
+    # The agent's cursors in the thread (0: nothing yet).
+    delivered_seq: int = 0
+    seen_seq: int = 0
 
 
 def participants(*, thread: Thread, now: datetime | None = None) -> list[Participant]:
-    """Agents that posted in or joined the thread, with presence. One query and one cache read."""
+    """Agents that posted in, joined or read the thread, with presence and cursors. Two queries and one cache read."""
     posted = Message.objects.filter(thread_id=thread.pk, author=OuterRef("pk"))
     joined = ReplyToken.objects.filter(thread_id=thread.pk, agent=OuterRef("pk"))
+    cursors = {row.agent_id: row for row in CursorRow.objects.filter(thread_id=thread.pk)}
     agents = list(
-        Agent.objects.filter(Q(Exists(posted)) | Q(Exists(joined)) | Q(pk=thread.creator_id)).order_by("name")
+        Agent.objects.filter(
+            Q(Exists(posted)) | Q(Exists(joined)) | Q(pk=thread.creator_id) | Q(pk__in=list(cursors))
+        ).order_by("name")
     )
     waiting = agent_events.waiting_threads(a.pk for a in agents)
     return [
@@ -123,6 +130,8 @@ def participants(*, thread: Thread, now: datetime | None = None) -> list[Partici
             online=a.is_online_at(now),
             waiting=str(thread.pk) in waiting.get(str(a.pk), ()),
             last_seen=a.last_heartbeat,
+            delivered_seq=cursors[a.pk].delivered_seq if a.pk in cursors else 0,
+            seen_seq=cursors[a.pk].seen_seq if a.pk in cursors else 0,
         )
         for a in agents
     ]

@@ -292,7 +292,11 @@
       time.setAttribute("datetime", a.last_seen);
       time.title = a.last_seen;
       seen.appendChild(time);
-      [dot, name, document.createTextNode(" "), detail, waiting, typing, seen].forEach(function (n) { li.appendChild(n); });
+      var cursors = document.createElement("div");
+      cursors.className = "cursors";
+      cursors.title = "delivered up to #" + a.delivered_seq + ", read up to #" + a.seen_seq;
+      cursors.textContent = "got #" + a.delivered_seq + " · read #" + a.seen_seq;
+      [dot, name, document.createTextNode(" "), detail, waiting, typing, seen, cursors].forEach(function (n) { li.appendChild(n); });
       list.appendChild(li);
     });
     refreshTimes(list);
