@@ -324,14 +324,15 @@ class Overdue:
 
 
 def overdue_replies(
-    *, thread_id: str | UUID | None = None, now: datetime | None = None, limit: int = 100
+    *, thread_id: str | UUID | None = None, now: datetime | None = None, limit: int = 100, seconds: int | None = None
 ) -> list[Overdue]:
     """Messages addressed to an agent, delivered to it over REPLY_EXPECTED_SECONDS ago and not answered.
 
     Oldest first, at most `limit`. Only open threads and registered agents
-    count (a closed thread cannot be answered). Two queries.
+    count (a closed thread cannot be answered). Two queries. `seconds`
+    overrides REPLY_EXPECTED_SECONDS.
     """
-    seconds = settings.AGENTCHAT["REPLY_EXPECTED_SECONDS"]
+    seconds = settings.AGENTCHAT["REPLY_EXPECTED_SECONDS"] if seconds is None else seconds
     if not seconds:
         return []
     now = now or timezone.now()

@@ -176,3 +176,6 @@ async def test_overdue_replies_are_off_at_zero(connect, agentchat_settings):
     await bob.call("msg_wait", {"thread_id": thread_id, "after_seq": 0, "timeout_ms": 5000})
     assert (await alice.call("thread_get", {"thread_id": thread_id}))["overdue_replies"] == 0
     assert await database_sync_to_async(report)("--seconds", "0") == ""
+    await asyncio.sleep(1.1)
+    assert await database_sync_to_async(report)() == ""
+    assert len((await database_sync_to_async(report)("--seconds", "1")).splitlines()) == 1  # the option wins

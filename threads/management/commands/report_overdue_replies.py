@@ -2,9 +2,7 @@
 
 import json
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from django.test.utils import override_settings
 from django.utils import timezone
 
 from agents.serializers import iso
@@ -29,9 +27,7 @@ class Command(BaseCommand):
         if seconds is not None and seconds < 0:
             raise CommandError("--seconds must not be negative.")
         now = timezone.now()
-        conf = settings.AGENTCHAT if seconds is None else {**settings.AGENTCHAT, "REPLY_EXPECTED_SECONDS": seconds}
-        with override_settings(AGENTCHAT=conf):
-            overdue = selectors.overdue_replies(now=now, limit=MAX_LINES + 1)
+        overdue = selectors.overdue_replies(now=now, limit=MAX_LINES + 1, seconds=seconds)
         for item in overdue[:MAX_LINES]:
             self.stdout.write(self.as_json(item, now) if json else self.as_line(item, now))
         if len(overdue) > MAX_LINES and not json:
