@@ -21,6 +21,9 @@ or waits at run time (e.g. `SEQ_TOLERANCE=-1` would refuse every post).
 | agentchat.E010 | THREAD_IDLE_TIMEOUT_MINUTES | >= 0 (0: off) |
 | agentchat.E011 | INACTIVE_AGENT_DAYS | >= 0 (0: off) |
 | agentchat.E012 | CONTENT_FILTER_ENABLED | true or false |
+| agentchat.E013 | REPLY_EXPECTED_SECONDS | >= 0 (0: off) |
+| agentchat.E014 | NOTIFY_ADMINS | true or false |
+| agentchat.W014 | NOTIFY_ADMINS | warns when on with no ADMINS to mail (DJANGO_ADMINS) |
 | agentchat.E050 | MAX_REPLY_BYTES, MAX_MESSAGE_CHARS | one message of MAX_MESSAGE_CHARS characters fits in a reply |
 """
 
@@ -87,6 +90,13 @@ def check_timing(conf: dict[str, Any]) -> list[CheckMessage]:
             "agentchat.E011",
             low=0,
             hint="days without a heartbeat before purge_inactive_agents deletes an agent, or 0 to keep them.",
+        ),
+        *_integer(
+            conf,
+            "REPLY_EXPECTED_SECONDS",
+            "agentchat.E013",
+            low=0,
+            hint="seconds an agent may take to answer a message addressed to it (e.g. 600), or 0: no overdue replies.",
         ),
     ]
 
@@ -158,17 +168,33 @@ def check_sizes(conf: dict[str, Any]) -> list[CheckMessage]:
     return messages
 
 
-def check_switches(conf: dict[str, Any]) -> list[CheckMessage]:
-    value = conf.get("CONTENT_FILTER_ENABLED")
+def _switch(conf: dict[str, Any], name: str, check_id: str) -> list[CheckMessage]:
+    value = conf.get(name)
     if not isinstance(value, bool):
         return [
             Error(
-                f"CONTENT_FILTER_ENABLED must be true or false (it is {value!r}).",
-                hint="Set AGENTCHAT_CONTENT_FILTER_ENABLED to true or false.",
-                id="agentchat.E012",
+                f"{name} must be true or false (it is {value!r}).",
+                hint=f"Set {_env(name)} to true or false.",
+                id=check_id,
             )
         ]
     return []
+
+
+def check_switches(conf: dict[str, Any]) -> list[CheckMessage]:
+    messages = [
+        *_switch(conf, "CONTENT_FILTER_ENABLED", "agentchat.E012"),
+        *_switch(conf, "NOTIFY_ADMINS", "agentchat.E014"),
+    ]
+    if conf.get("NOTIFY_ADMINS") is True and not settings.ADMINS:
+        messages.append(
+            Warning(
+                "NOTIFY_ADMINS is on but ADMINS is empty: nobody is mailed about requests for a human.",
+                hint='Set DJANGO_ADMINS, e.g. "Ada <ada@example.com>", or turn AGENTCHAT_NOTIFY_ADMINS off.',
+                id="agentchat.W014",
+            )
+        )
+    return messages
 
 
 def check_reply_size(conf: dict[str, Any]) -> list[CheckMessage]:

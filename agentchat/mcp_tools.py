@@ -122,7 +122,14 @@ TOOLS: dict[str, ToolSpec] = {
             "before": text("The next_cursor of the previous page."),
         },
     ),
-    "thread_get": ToolSpec("Get one thread.", {"thread_id": THREAD_ID}, ("thread_id",)),
+    "thread_get": ToolSpec(
+        "Get one thread, with how many replies are overdue in it.", {"thread_id": THREAD_ID}, ("thread_id",)
+    ),
+    "thread_participants": ToolSpec(
+        "Who takes part in a thread: how far each agent was delivered and read, its last post, waiting, online.",
+        {"thread_id": THREAD_ID, "limit": integer("At most 1000.", minimum=1)},
+        ("thread_id",),
+    ),
     "thread_set_state": ToolSpec(
         "Move a thread among discuss, implement, review and done (or reopen it).",
         {"thread_id": THREAD_ID, "state": {"type": "string", "enum": ["discuss", "implement", "review", "done"]}},
@@ -162,7 +169,10 @@ TOOLS: dict[str, ToolSpec] = {
             "role": {"type": "string", "enum": ["assistant", "user", "system"]},
             "priority": {"type": "string", "enum": ["normal", "urgent", "system"]},
             "reply_to_msg_id": STRING,
-            "metadata": text("An object: mentions (agent ids), handoff_target, stop_reason.") | {"type": "object"},
+            "metadata": text(
+                "An object: mentions (agent ids), handoff_target, stop_reason, needs_human (true: ask a human)."
+            )
+            | {"type": "object"},
             "client_msg_id": text("Your id for this post: a retry with the same id stores it once."),
             "author": text("Ignored (AgentChatBus); the author is always you."),
         },
@@ -174,6 +184,10 @@ TOOLS: dict[str, ToolSpec] = {
         ("thread_id",),
     ),
     "msg_get": ToolSpec("Get one message.", {"msg_id": MSG_ID, "message_id": MESSAGE_ID_ALIAS}),
+    "msg_receipts": ToolSpec(
+        "Proof of delivery: for each addressee of a message, when it was delivered, seen and answered.",
+        {"msg_id": MSG_ID, "message_id": MESSAGE_ID_ALIAS},
+    ),
     "msg_wait": ToolSpec(
         "Wait for messages after after_seq and get a fresh reply_token; if messages is empty, call it again.",
         {

@@ -34,7 +34,9 @@ from threads.serializers import (
     edit_to_dict,
     message_to_dict,
     messages_to_list,
+    participant_to_dict,
     reaction_to_dict,
+    receipt_to_dict,
     template_to_dict,
     thread_to_dict,
 )
@@ -45,6 +47,9 @@ logger = logging.getLogger("agentchat.ops")
 PROTOCOL_VERSION = 1
 MAX_WAIT_MS = 3_600_000
 MAX_SEARCH_QUERY_CHARS = 1000
+MAX_PARTICIPANTS = 1000
+# Receipts in one msg_receipts reply at most (a message addressed to nobody has one per participant).
+MAX_RECEIPTS = 1000
 
 db = database_sync_to_async
 
@@ -252,8 +257,18 @@ async def thread_list(session: Session, args: Args) -> dict[str, Any]:
 
 @op("thread_get")
 async def thread_get(session: Session, args: Args) -> dict[str, Any]:
-    thread = await db(selectors.get_thread)(thread_id=args.id("thread_id", required=True))
-    return {"thread": thread_to_dict(thread)}
+    thread, overdue = await db(selectors.thread_with_overdue_count)(thread_id=args.id("thread_id", required=True))
+    return {"thread": thread_to_dict(thread), "overdue_replies": overdue}
+
+
+@op("thread_participants")
+async def thread_participants(session: Session, args: Args) -> dict[str, Any]:
+    participants, has_more = await db(selectors.thread_participants)(
+        thread_id=args.id("thread_id", required=True),
+        limit=args.limit("limit", default=200, maximum=MAX_PARTICIPANTS),
+    )
+    listed = take_within([participant_to_dict(p) for p in participants], reply_budget())
+    return {"participants": listed, "has_more": has_more or len(listed) < len(participants)}
 
 
 @op("thread_set_state")
@@ -364,19 +379,33 @@ async def msg_post(session: Session, args: Args) -> dict[str, Any]:
 
 @op("msg_list")
 async def msg_list(session: Session, args: Args) -> dict[str, Any]:
-    messages, has_more, current_seq = await db(selectors.read_messages)(
+    listed, has_more, current_seq = await db(services.list_messages_for)(
+        agent=session.agent,
         thread_id=args.id("thread_id", required=True),
         after_seq=args.int("after_seq", default=0, minimum=0),
         limit=args.limit("limit", default=100, maximum=1000),
     )
-    listed = take_within(messages_to_list(messages), reply_budget())
-    return {"messages": listed, "has_more": has_more or len(listed) < len(messages), "current_seq": current_seq}
+    return {"messages": listed, "has_more": has_more, "current_seq": current_seq}
 
 
 @op("msg_get")
 async def msg_get(session: Session, args: Args) -> dict[str, Any]:
-    message, reactions = await db(selectors.message_with_reactions)(msg_id=args.id("msg_id", required=True))
+    message, reactions = await db(services.get_message_for)(
+        agent=session.agent, msg_id=args.id("msg_id", required=True)
+    )
     return {"message": message_to_dict(message), "reactions": [reaction_to_dict(r) for r in reactions]}
+
+
+@op("msg_receipts")
+async def msg_receipts(session: Session, args: Args) -> dict[str, Any]:
+    message, receipts, has_more = await db(selectors.message_receipts)(
+        msg_id=args.id("msg_id", required=True), limit=MAX_RECEIPTS
+    )
+    result = {"message": message_to_dict(message), "receipts": [], "has_more": has_more}
+    listed = take_within([receipt_to_dict(r) for r in receipts], reply_budget() - size(result), at_least_one=False)
+    result["receipts"] = listed
+    result["has_more"] = has_more or len(listed) < len(receipts)
+    return result
 
 
 @op("msg_wait")

@@ -210,7 +210,31 @@ AGENTCHAT = {
     "MCP_PROGRESS_INTERVAL": env_int("AGENTCHAT_MCP_PROGRESS_INTERVAL", 15),
     # A stateful MCP session with no request for this long is closed (seconds).
     "MCP_SESSION_IDLE_TIMEOUT": env_int("AGENTCHAT_MCP_SESSION_IDLE_TIMEOUT", 1800),
+    # A message addressed to an agent, delivered and not answered this long
+    # (seconds), is an overdue reply; 0 turns overdue replies off.
+    "REPLY_EXPECTED_SECONDS": env_int("AGENTCHAT_REPLY_EXPECTED_SECONDS", 600),
+    # Mail the ADMINS (mail_admins) once per new request for a human.
+    "NOTIFY_ADMINS": env_bool("AGENTCHAT_NOTIFY_ADMINS", False),
 }
+
+# --- Mail (requests for a human, with AGENTCHAT_NOTIFY_ADMINS) -------------------
+
+# DJANGO_ADMINS: "Ada <ada@example.com>, ops@example.com".
+ADMINS = [
+    (address.split("<")[0].strip() or address.strip(), address.split("<")[-1].rstrip(">").strip())
+    for address in os.environ.get("DJANGO_ADMINS", "").split(",")
+    if address.strip()
+]
+# The console backend prints mails to the server's output, for development;
+# production names a real one (e.g. django.core.mail.backends.smtp.EmailBackend).
+EMAIL_BACKEND = os.environ.get("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = os.environ.get("DJANGO_EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("DJANGO_EMAIL_PORT", 25)
+EMAIL_HOST_USER = os.environ.get("DJANGO_EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("DJANGO_EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("DJANGO_EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = 10
+SERVER_EMAIL = os.environ.get("DJANGO_SERVER_EMAIL", "agentchat@localhost")
 
 # --- Security (production values come from the environment) -------------------
 

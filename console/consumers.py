@@ -68,6 +68,8 @@ def _presence(thread_id: str) -> list[dict[str, Any]]:
             "is_online": p.online,
             "is_waiting": p.waiting,
             "last_seen": p.last_seen.isoformat(),
+            "delivered_seq": p.delivered_seq,
+            "seen_seq": p.seen_seq,
         }
         for p in selectors.participants(thread=thread)
     ]
@@ -123,6 +125,8 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"type": "presence", "agents": await db(_presence)(self.thread_id)})
         elif op == "counters":
             await self.send_json({"type": "counters", "counters": await db(selectors.dashboard_counters)()})
+        elif op == "queues":
+            await self.send_json({"type": "queues", "html": await db(selectors.queues_html)()})
 
     async def _send_new(self) -> None:
         """Send every message after the cursor (call with the lock held)."""

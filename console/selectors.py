@@ -13,16 +13,23 @@ from uuid import UUID
 
 from django.db.models import Exists, F, Max, OuterRef, Q
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.text import Truncator
 
 from agents import events as agent_events
 from agents.models import Agent
 from console.names import agent_detail, agent_name
 from console.rendering import render_content
-from threads.models import Message, ReplyToken, Thread
+from threads import selectors as thread_selectors
+from threads.models import HumanRequest, Message, ReplyToken, Thread
+from threads.models import Participant as CursorRow
 
 PAGE_SIZE = 50
 CATCH_UP_LIMIT = 200
+# The dashboard counts overdue replies up to this many, and lists the oldest QUEUE_SIZE of each queue.
+OVERDUE_COUNT_LIMIT = 1000
+QUEUE_SIZE = 50
 
 
 @dataclass
@@ -42,6 +49,7 @@ class Entry:
     edit_version: int
     mentions: int
     handoff: bool
+    needs_human: bool = False
 
     def as_html(self) -> str:
         return render_to_string("console/message.html", {"m": self})
@@ -68,6 +76,7 @@ def _entries(queryset) -> list[Entry]:
                 edit_version=message.edit_version,
                 mentions=len(metadata.get("mentions") or []),
                 handoff=bool(metadata.get("handoff_target")),
+                needs_human=metadata.get("needs_human") is True,
             )
         )
     return entries
@@ -97,14 +106,20 @@ class Participant:
     online: bool
     waiting: bool
     last_seen: datetime
+    # The agent's cursors in the thread (0: nothing yet).
+    delivered_seq: int = 0
+    seen_seq: int = 0
 
 
 def participants(*, thread: Thread, now: datetime | None = None) -> list[Participant]:
-    """Agents that posted in or joined the thread, with presence. One query and one cache read."""
+    """Agents that posted in, joined or read the thread, with presence and cursors. Two queries and one cache read."""
     posted = Message.objects.filter(thread_id=thread.pk, author=OuterRef("pk"))
     joined = ReplyToken.objects.filter(thread_id=thread.pk, agent=OuterRef("pk"))
+    cursors = {row.agent_id: row for row in CursorRow.objects.filter(thread_id=thread.pk)}
     agents = list(
-        Agent.objects.filter(Q(Exists(posted)) | Q(Exists(joined)) | Q(pk=thread.creator_id)).order_by("name")
+        Agent.objects.filter(
+            Q(Exists(posted)) | Q(Exists(joined)) | Q(pk=thread.creator_id) | Q(pk__in=list(cursors))
+        ).order_by("name")
     )
     waiting = agent_events.waiting_threads(a.pk for a in agents)
     return [
@@ -115,6 +130,8 @@ def participants(*, thread: Thread, now: datetime | None = None) -> list[Partici
             online=a.is_online_at(now),
             waiting=str(thread.pk) in waiting.get(str(a.pk), ()),
             last_seen=a.last_heartbeat,
+            delivered_seq=cursors[a.pk].delivered_seq if a.pk in cursors else 0,
+            seen_seq=cursors[a.pk].seen_seq if a.pk in cursors else 0,
         )
         for a in agents
     ]
@@ -131,10 +148,12 @@ def waiting_by_thread(*, now: datetime | None = None) -> dict[str, set[str]]:
 
 
 def dashboard_counters(*, now: datetime | None = None) -> dict[str, int]:
-    """The dashboard's numbers (six queries and one cache read)."""
+    """The dashboard's numbers (nine queries and one cache read)."""
     now = now or timezone.now()
     waiting = waiting_by_thread(now=now)
     return {
+        "needs_human": HumanRequest.objects.filter(resolved_at__isnull=True).count(),
+        "overdue_replies": len(thread_selectors.overdue_replies(now=now, limit=OVERDUE_COUNT_LIMIT)),
         "online": Agent.objects.online(now=now).count(),
         "waiting": len(set().union(*waiting.values())) if waiting else 0,
         "active_threads": Thread.objects.filter(updated_at__gte=now - timedelta(hours=1)).count(),
@@ -159,3 +178,69 @@ def unanswered_urgent() -> list[UUID]:
     )
     urgent = Message.objects.filter(priority="urgent").exclude(role="user").values_list("pk", "thread_id", "seq")
     return [pk for pk, thread_id, seq in urgent if seq > last_human.get(thread_id, 0)]
+
+
+# --- the queues: requests for a human, overdue replies ------------------------------
+
+
+def _message_url(thread_id, seq: int) -> str:
+    return reverse("admin:threads_thread_change", args=[thread_id]) + f"#msg-{seq}"
+
+
+@dataclass
+class QueueItem:
+    """One line of a console queue: a message, who it concerns and since when."""
+
+    url: str
+    thread: str
+    seq: int
+    who: str
+    whom: str
+    since: datetime
+    preview: str
+    msg_id: str
+
+
+def human_queue(*, thread_id: UUID | str | None = None, size: int = QUEUE_SIZE) -> tuple[list[QueueItem], int]:
+    """Open requests for a human, oldest first, and their number. Two queries."""
+    requests, total = thread_selectors.open_human_requests(thread_id=thread_id, limit=size)
+    return [
+        QueueItem(
+            url=_message_url(r.thread_id, r.message.seq),
+            thread=r.thread.topic,
+            seq=r.message.seq,
+            who=r.message.author_name,
+            whom="a human",
+            since=r.created_at,
+            preview=Truncator(r.message.content).chars(160),
+            msg_id=str(r.message_id),
+        )
+        for r in requests
+    ], total
+
+
+def overdue_queue(
+    *, thread_id: UUID | str | None = None, size: int = QUEUE_SIZE, now: datetime | None = None
+) -> list[QueueItem]:
+    """Overdue replies, oldest first: who owes a reply to whom, since when. Two queries."""
+    return [
+        QueueItem(
+            url=_message_url(o.thread.pk, o.message.seq),
+            thread=o.thread.topic,
+            seq=o.message.seq,
+            who=agent_name(o.agent),
+            whom=o.message.author_name,
+            since=o.since,
+            preview=Truncator(o.message.content).chars(160),
+            msg_id=str(o.message.pk),
+        )
+        for o in thread_selectors.overdue_replies(thread_id=thread_id, now=now, limit=size)
+    ]
+
+
+def queues_html(*, now: datetime | None = None) -> str:
+    """The dashboard's two queues, rendered (the live socket sends them after every change)."""
+    requests, total = human_queue()
+    return render_to_string(
+        "console/queues.html", {"requests": requests, "requests_total": total, "overdue": overdue_queue(now=now)}
+    )

@@ -66,6 +66,8 @@ def test_defaults_are_sqlite_in_memory_layer_and_the_spec_values():
         "MCP_PROGRESS_INTERVAL": 15,
         "MCP_SESSION_IDLE_TIMEOUT": 1800,
         "INACTIVE_AGENT_DAYS": 30,
+        "REPLY_EXPECTED_SECONDS": 600,
+        "NOTIFY_ADMINS": False,
     }
 
 

@@ -67,6 +67,8 @@ class HumanPostForm(forms.Form):
     human_only = forms.BooleanField(
         required=False, help_text="Agents see the message (and its seq) but not its content."
     )
+    # Set by "Answer" on a request for a human: the post answers it (and mentions the asking agent).
+    reply_to_msg_id = forms.UUIDField(required=False, widget=forms.HiddenInput)
 
     def chosen_priority(self) -> str:
         if self.cleaned_data.get("urgent"):
@@ -123,7 +125,7 @@ class ThreadChangeList(ChangeList):
         )
         waiting = console.waiting_by_thread()
         for thread in threads:
-            thread.participants = counts.get(thread.pk, 0)
+            thread.participant_total = counts.get(thread.pk, 0)
             thread.waiting_now = len(waiting.get(str(thread.pk), ()))
 
 
@@ -205,6 +207,8 @@ class ThreadAdmin(admin.ModelAdmin):
             "thread": thread,
             "entries": entries,
             "participants": console.participants(thread=thread),
+            "human_requests": console.human_queue(thread_id=thread.pk)[0],
+            "overdue": console.overdue_queue(thread_id=thread.pk),
             "can_act": can_act,
             "post_form": HumanPostForm(),
             "open_states": Thread.OPEN_STATES,
@@ -248,11 +252,13 @@ class ThreadAdmin(admin.ModelAdmin):
                     author_name=request.user.get_username(),
                     human_only=form.cleaned_data["human_only"],
                     priority=form.chosen_priority(),
+                    reply_to_msg_id=str(answering) if (answering := form.cleaned_data["reply_to_msg_id"]) else None,
                 )
             except ProtocolError as error:
                 form.add_error("content", error.message)
             else:
-                self.log_change(request, thread, f"Posted message #{message.seq}.")
+                replied = f" in reply to #{message.reply_to.seq}" if message.reply_to_id else ""
+                self.log_change(request, thread, f"Posted message #{message.seq}{replied}.")
                 if wants_json:
                     return JsonResponse({"ok": True, "seq": message.seq})
                 self.message_user(request, f"Posted message #{message.seq}.", messages.SUCCESS)
@@ -302,6 +308,19 @@ class ThreadAdmin(admin.ModelAdmin):
                     lambda t: services.set_thread_state(thread_id=t.pk, state=state, staff_user=request.user),
                     f"Moved to {state}:",
                 )
+            elif action == "dismiss":
+                dismissed = services.dismiss_request(
+                    msg_id=request.POST.get("msg_id", ""),
+                    reason=request.POST.get("reason", ""),
+                    staff_user=request.user,
+                    thread_id=thread.pk,
+                )
+                seq = dismissed.message.seq
+                self.log_change(
+                    request, thread, f"Dismissed the request for a human in message #{seq}: {dismissed.reason}"
+                )
+                self.message_user(request, f"Dismissed the request in #{seq}.", messages.SUCCESS)
+                return redirect("admin:threads_thread_change", pk)
             else:
                 self.message_user(request, "Unknown action.", messages.ERROR)
                 return redirect("admin:threads_thread_change", pk)
@@ -337,7 +356,7 @@ class ThreadAdmin(admin.ModelAdmin):
 
     @admin.display(description="participants")
     def participant_count(self, thread: Thread) -> int:
-        return getattr(thread, "participants", 0)
+        return getattr(thread, "participant_total", 0)
 
     @admin.display(description="waiting now")
     def waiting_now(self, thread: Thread) -> int:

@@ -60,3 +60,8 @@ def broadcast_edit(*, thread_id: UUID, msg_id: UUID, seq: int, edit_version: int
     group_send(
         thread_group(thread_id), edit_event(thread_id=thread_id, msg_id=msg_id, seq=seq, edit_version=edit_version)
     )
+
+
+def broadcast_activity(*, thread_id: UUID | str) -> None:
+    """Tell the console something changed in a thread that is not a message (a request dismissed)."""
+    group_send(CONSOLE_GROUP, activity_event(thread_id=thread_id))

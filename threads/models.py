@@ -211,3 +211,68 @@ class ReplyToken(models.Model):
 
     def __str__(self) -> str:
         return f"token for {self.agent_id} in {self.thread_id}"
+
+
+class Participant(models.Model):
+    """One agent in one thread: how far the bus delivered the thread to it, how far it read, its last post.
+
+    Cursors only move forward (threads.services.cursors writes them, in one
+    statement per batch). `owed_seq` is the oldest message addressed to the
+    agent (a mention or handoff by someone else) that was delivered to it and
+    that it had not answered (posted after) when it was delivered, and
+    `owed_since` when: overdue replies are counted from there. It is owed
+    while `last_post_seq` is below it; it stays after the answer (the exact
+    delivery time of that message) until the next one is delivered.
+    """
+
+    thread = models.ForeignKey(Thread, on_delete=models.CASCADE, related_name="participants")
+    agent = models.ForeignKey("agents.Agent", on_delete=models.CASCADE, related_name="participations")
+    delivered_seq = models.PositiveIntegerField(default=0)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    seen_seq = models.PositiveIntegerField(default=0)
+    seen_at = models.DateTimeField(null=True, blank=True)
+    last_post_seq = models.PositiveIntegerField(null=True, blank=True)
+    last_post_at = models.DateTimeField(null=True, blank=True)
+    owed_seq = models.PositiveIntegerField(null=True, blank=True)
+    owed_since = models.DateTimeField(null=True, blank=True)
+    joined_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["thread", "joined_at", "pk"]
+        constraints = [models.UniqueConstraint(fields=["agent", "thread"], name="participant_agent_thread_unique")]
+        indexes = [
+            models.Index(fields=["thread", "joined_at"], name="participant_thread_joined"),
+            models.Index(fields=["owed_since"], name="participant_owed_since"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agent_id} in {self.thread_id}"
+
+
+class HumanRequest(models.Model):
+    """A message whose agent asks a human for a decision (metadata.needs_human), until answered or dismissed."""
+
+    class Resolution(models.TextChoices):
+        ANSWERED = "answered", "Answered"
+        DISMISSED = "dismissed", "Dismissed"
+
+    message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="human_request")
+    thread = models.ForeignKey(Thread, on_delete=models.CASCADE, related_name="human_requests")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolution = models.CharField(max_length=10, choices=Resolution.choices, blank=True)
+    # The staff message that answered it (reply_to_msg_id), or the reason it was dismissed.
+    answer = models.ForeignKey(Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    reason = models.TextField(blank=True)
+    resolved_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        indexes = [models.Index(fields=["resolved_at", "created_at"], name="humanrequest_open")]
+
+    def __str__(self) -> str:
+        return f"request for a human in {self.message}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.resolved_at is None

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from agents.serializers import iso
+from agents.serializers import agent_to_dict, iso
 from threads.models import Message, MessageEdit, Reaction, Thread, ThreadTemplate
 
 HIDDEN_CONTENT = "[human-only content hidden]"
@@ -78,4 +78,32 @@ def template_to_dict(template: ThreadTemplate) -> dict[str, Any]:
         "system_prompt": template.system_prompt,
         "default_metadata": template.default_metadata or {},
         "created_at": iso(template.created_at),
+    }
+
+
+def participant_to_dict(view, *, now=None) -> dict[str, Any]:
+    """thread_participants: one agent's cursors in a thread (a threads.selectors.ParticipantView)."""
+    row = view.row
+    return {
+        "agent": agent_to_dict(row.agent, now=now),
+        "is_administrator": view.is_administrator,
+        "delivered_seq": row.delivered_seq,
+        "delivered_at": iso(row.delivered_at),
+        "seen_seq": row.seen_seq,
+        "seen_at": iso(row.seen_at),
+        "last_post_seq": row.last_post_seq,
+        "last_post_at": iso(row.last_post_at),
+        "waiting": view.waiting,
+        "online": row.agent.is_online_at(now),
+    }
+
+
+def receipt_to_dict(receipt) -> dict[str, Any]:
+    """msg_receipts: one addressee's receipt (a threads.selectors.Receipt)."""
+    return {
+        "agent_id": receipt.agent_id,
+        "delivered_at": iso(receipt.delivered_at),
+        "seen_at": iso(receipt.seen_at),
+        "answered_at": iso(receipt.answered_at),
+        "answer_msg_id": receipt.answer_msg_id,
     }

@@ -3,6 +3,7 @@ from datetime import timedelta
 from django import template
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.safestring import mark_safe
 
 from console import selectors
 
@@ -23,5 +24,13 @@ def dashboard_tiles() -> list[dict]:
         ("active_threads", "threads active in the last hour", threads + "?activity=hour"),
         ("messages_24h", "messages in the last 24 h", messages + f"?created_at__gte={since}"),
         ("urgent_unanswered", "urgent messages without a human reply", messages + "?unanswered=urgent"),
+        ("needs_human", "requests for a human", "#human-queue"),
+        ("overdue_replies", "overdue replies", "#overdue-queue"),
     ]
     return [{"key": key, "label": label, "url": url, "value": counters[key]} for key, label, url in tiles]
+
+
+@register.simple_tag
+def console_queues():
+    """The requests for a human and the overdue replies, oldest first (the live socket refreshes them)."""
+    return mark_safe(selectors.queues_html())  # rendered by a template, escaped there

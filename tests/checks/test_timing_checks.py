@@ -29,3 +29,10 @@ def test_idle_minutes_and_inactive_days_may_be_zero_not_negative(settings):
     assert reported(settings, THREAD_IDLE_TIMEOUT_MINUTES=0, INACTIVE_AGENT_DAYS=0) == []
     assert reported(settings, THREAD_IDLE_TIMEOUT_MINUTES=-1) == ["agentchat.E010"]
     assert reported(settings, INACTIVE_AGENT_DAYS=-1) == ["agentchat.E011"]
+
+
+@pytest.mark.parametrize("value", [-1, "600", 1.5, True])
+def test_reply_expected_seconds_may_be_zero_not_negative(settings, value):
+    assert reported(settings, REPLY_EXPECTED_SECONDS=0) == []
+    assert reported(settings, REPLY_EXPECTED_SECONDS=value) == ["agentchat.E013"]
+    assert "AGENTCHAT_REPLY_EXPECTED_SECONDS" in hint_of(settings, "agentchat.E013", REPLY_EXPECTED_SECONDS=value)

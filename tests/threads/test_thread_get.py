@@ -15,7 +15,7 @@ async def test_thread_get_returns_the_thread(connect):
     client, _ = await registered(connect)
     created = (await new_thread(client))["thread"]
     result = await client.call("thread_get", {"thread_id": created["thread_id"]})
-    assert result == {"thread": created}
+    assert result == {"thread": created, "overdue_replies": 0}
 
 
 @pytest.mark.parametrize("thread_id", [UNKNOWN_ID, "not-a-uuid", 42])

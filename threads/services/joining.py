@@ -10,6 +10,7 @@ from agents import services as agent_services
 from agents.models import Agent
 from threads import selectors
 from threads.models import Message, Thread
+from threads.services.cursors import advance_cursors, delivery
 from threads.services.lifecycle import check_thread_rate, clean_topic, insert_thread
 from threads.services.reply_tokens import SyncContext, issue_reply_token
 
@@ -71,6 +72,8 @@ def join_thread(
     # The thread row may be older than the newest message read: never hand out less than was read.
     current_seq = max(thread.last_seq, messages[-1].seq if messages else 0)
     sync = issue_reply_token(thread_id=thread.pk, agent_id=agent.pk, read_seq=current_seq)
+    # Joined, and handed the newest messages (the reply keeps the newest when it trims).
+    advance_cursors([delivery(thread_id=thread.pk, agent_id=agent.pk, messages=messages)])
     return Joined(agent=agent, thread=thread, created=created, messages=messages, truncated=truncated, sync=sync)
 
 

@@ -22,6 +22,7 @@ from agents import services as agent_services
 from agents.models import Agent
 from threads.models import Thread, ThreadTemplate
 from threads.services.announcements import announce_status
+from threads.services.cursors import Advance, advance_cursors
 from threads.services.locks import lock_thread
 from threads.services.reply_tokens import SyncContext, issue_reply_token
 
@@ -84,6 +85,7 @@ def create_thread(
         )
     except IntegrityError:
         raise Conflict(f"A thread with topic {topic!r} already exists.") from None
+    advance_cursors([Advance(thread_id=thread.pk, agent_id=agent.pk)])  # the creator takes part
     return thread, issue_reply_token(thread_id=thread.pk, agent_id=agent.pk, read_seq=0)
 
 

@@ -33,6 +33,8 @@ from threads import events, search, selectors
 from threads.content_filter import find_secret
 from threads.models import Message, Thread, addressees
 from threads.serializers import messages_to_list
+from threads.services import human_requests
+from threads.services.cursors import Advance, advance_cursors, delivery
 from threads.services.locks import lock_thread
 from threads.services.reply_tokens import (
     SyncContext,
@@ -111,6 +113,8 @@ def clean_metadata(metadata: dict[str, Any] | None, *, from_human: bool) -> dict
             raise BadRequest("metadata.mentions must be a list of agent ids.", field="metadata.mentions")
     if "handoff_target" in metadata and not isinstance(metadata["handoff_target"], str):
         raise BadRequest("metadata.handoff_target must be an agent id.", field="metadata.handoff_target")
+    if "needs_human" in metadata and not isinstance(metadata["needs_human"], bool):
+        raise BadRequest("metadata.needs_human must be true or false.", field="metadata.needs_human")
     if "stop_reason" in metadata and metadata["stop_reason"] not in STOP_REASONS:
         raise BadRequest(
             f"metadata.stop_reason must be one of {', '.join(sorted(STOP_REASONS))}.", field="metadata.stop_reason"
@@ -336,6 +340,10 @@ def _post_locked(
         void_reply_tokens(thread_id=thread.pk, agent_ids=[agent.pk], now=now)
         missed = selectors.list_messages(thread=thread, after_seq=expected_last_seq, limit=NEW_MESSAGES_ON_MISMATCH)
         new_messages = take_within(messages_to_list(missed), reply_budget())
+        # Handed to the agent in the error: delivered (committed with the voiding).
+        advance_cursors(
+            [delivery(thread_id=thread.pk, agent_id=agent.pk, messages=missed[: len(new_messages)])], now=now
+        )
         return SeqMismatch(
             f"The thread moved on to seq {thread.last_seq}; read the new messages, then msg_wait for a fresh token.",
             current_seq=thread.last_seq,
@@ -347,7 +355,15 @@ def _post_locked(
     message = append_message(
         thread=thread, now=now, author=agent, author_name=agent.name, rate_limited=rate_limited, **fields
     )
-    return message, issue_reply_token(thread_id=thread.pk, agent_id=agent.pk, read_seq=message.seq, now=now)
+    sync = issue_reply_token(thread_id=thread.pk, agent_id=agent.pk, read_seq=message.seq, now=now)
+    # The post's one statement for cursors: what the agent read (its expected_last_seq) and its post.
+    advance_cursors(
+        [Advance(thread_id=thread.pk, agent_id=agent.pk, seen_seq=expected_last_seq, last_post_seq=message.seq)],
+        now=now,
+    )
+    if message.metadata.get("needs_human") is True:
+        human_requests.open_request(message)
+    return message, sync
 
 
 @transaction.atomic
@@ -360,17 +376,30 @@ def post_human_message(
     priority: str = Message.Priority.NORMAL,
     reply_to_msg_id: str | None = None,
 ) -> Message:
-    """Post as a human (role `user`), e.g. from the admin. No sync rules apply; every other rule does."""
+    """Post as a human (role `user`), e.g. from the admin. No sync rules apply; every other rule does.
+
+    A reply (`reply_to_msg_id`) to an open request for a human answers it:
+    the answer mentions the asking agent (so it wakes even a wait filtered
+    with for_agent) and the request leaves the queue.
+    """
     content = clean_content(content)
     check_choice(priority, Message.Priority, "priority")
-    return append_message(
-        thread=lock_thread(thread.pk),
+    thread = lock_thread(thread.pk)
+    metadata: dict[str, Any] = {"visibility": "human_only"} if human_only else {}
+    request = human_requests.open_request_for(msg_id=reply_to_msg_id) if reply_to_msg_id else None
+    if request is not None and request.message.author_id is not None:
+        metadata["mentions"] = [str(request.message.author_id)]
+    message = append_message(
+        thread=thread,
         now=timezone.now(),
         author=None,
         author_name=author_name,
         role=Message.Role.USER,
         content=content,
         priority=priority,
-        metadata={"visibility": "human_only"} if human_only else {},
+        metadata=metadata,
         reply_to_msg_id=reply_to_msg_id,
     )
+    if request is not None:
+        human_requests.resolve(request, answer=message, by=author_name, now=message.created_at)
+    return message

@@ -12,6 +12,7 @@ from agents import services as agent_services
 from agents.models import Agent
 from threads import selectors
 from threads.models import Message
+from threads.services.cursors import Advance, advance_cursors, delivery
 from threads.services.reply_tokens import Grant, SyncContext, issue_reply_token, issue_reply_tokens
 
 
@@ -52,7 +53,8 @@ def serve_waits(requests: list[WaitRequest], *, now: datetime | None = None) -> 
     A post wakes every waiter of a thread at the same moment; serving them as
     one batch costs one read per distinct (thread, after_seq, filter, limit)
     and two writes for all the new tokens, instead of a handful of statements
-    per waiter.
+    per waiter. The cursors of every agent in the batch (what it was handed,
+    the `after_seq` it showed it read) cost one more statement for the batch.
     """
     now = now or timezone.now()
     reads: dict[tuple, selectors.WaitRead | ProtocolError] = {}
@@ -68,6 +70,7 @@ def serve_waits(requests: list[WaitRequest], *, now: datetime | None = None) -> 
 
     results: list[WaitResult | ProtocolError] = []
     ending: list[tuple[WaitResult, WaitRequest]] = []
+    advances: list[Advance] = []
     for r in requests:
         read = reads[(r.thread_id, r.after_seq, r.for_agent, r.limit)]
         if isinstance(read, ProtocolError):  # refused: no token issued, none voided
@@ -77,18 +80,34 @@ def serve_waits(requests: list[WaitRequest], *, now: datetime | None = None) -> 
             messages=read.messages, has_more=read.has_more, read_seq=read.read_seq, sync=None, payload=read.payload
         )
         results.append(result)
+        advances.append(
+            delivery(
+                thread_id=r.thread_id,
+                agent_id=r.agent.pk,
+                messages=read.messages,
+                # What the agent showed it read, never past what the thread holds.
+                seen_seq=min(r.after_seq, read.read_seq),
+            )
+        )
         if read.messages or r.finish:
             ending.append((result, r))
     if ending:
-        _end_waits(ending, now=now)
+        _end_waits(ending, advances, now=now)
+    else:
+        advance_cursors(advances, now=now)
     return results
 
 
 @transaction.atomic
-def _end_waits(ending: list[tuple[WaitResult, WaitRequest]], *, now: datetime) -> None:
-    """Give each ending wait its fresh token (voiding the agents' older ones), and count it as a heartbeat."""
+def _end_waits(ending: list[tuple[WaitResult, WaitRequest]], advances: list[Advance], *, now: datetime) -> None:
+    """Give each ending wait its fresh token (voiding the agents' older ones), count it as a heartbeat.
+
+    Then move the cursors of the whole batch (`advances`, one statement).
+    """
     grants = [Grant(r.thread_id, r.agent.pk, result.read_seq) for result, r in ending]
     for (result, _r), sync in zip(ending, issue_reply_tokens(grants, void_older=True, now=now)):
         result.sync = sync
     # The agent's own heartbeats resume from here.
     agent_services.refresh_heartbeats(agent_ids={r.agent.pk for _result, r in ending}, now=now)
+    # Last, after the token rows: the same lock order as a post (token, then participant).
+    advance_cursors(advances, now=now)

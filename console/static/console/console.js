@@ -97,6 +97,7 @@
     });
     this.bindEarlier();
     this.bindComposer();
+    this.bindRequests();
     this.scrollToBottom();
   }
 
@@ -209,6 +210,7 @@
         .then(function (result) {
           if (result.ok) {
             form.content.value = "";
+            self.answering(null);
             // The socket brings the message; catch up in case it is down.
             self.live.send({ op: "catch_up", after_seq: self.lastSeq });
           } else {
@@ -221,6 +223,33 @@
     form.content.addEventListener("keydown", function (event) {
       if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) form.requestSubmit();
     });
+  };
+
+  // "Answer" on a request for a human: the next post replies to it (reply_to_msg_id) and clears it.
+  Conversation.prototype.bindRequests = function () {
+    var self = this;
+    document.querySelectorAll("button[data-answer]").forEach(function (button) {
+      button.addEventListener("click", function () {
+        self.answering(button.dataset.answer, button.dataset.seq);
+      });
+    });
+  };
+  Conversation.prototype.answering = function (msgId, seq) {
+    var form = document.getElementById("composer");
+    if (!form || !form.reply_to_msg_id) return;
+    var label = document.getElementById("composer-answering");
+    if (msgId) {
+      form.reply_to_msg_id.value = msgId;
+      label.textContent = "answering the request in #" + seq;
+      label.hidden = false;
+      form.content.focus();
+    } else {
+      var answered = form.reply_to_msg_id.value;
+      var item = answered && document.querySelector('.requests li[data-msg-id="' + answered + '"]');
+      if (item) item.remove();
+      form.reply_to_msg_id.value = "";
+      label.hidden = true;
+    }
   };
 
   Conversation.prototype.setAgent = function (agentId, change) {
@@ -263,7 +292,11 @@
       time.setAttribute("datetime", a.last_seen);
       time.title = a.last_seen;
       seen.appendChild(time);
-      [dot, name, document.createTextNode(" "), detail, waiting, typing, seen].forEach(function (n) { li.appendChild(n); });
+      var cursors = document.createElement("div");
+      cursors.className = "cursors";
+      cursors.title = "delivered up to #" + a.delivered_seq + ", read up to #" + a.seen_seq;
+      cursors.textContent = "got #" + a.delivered_seq + " · read #" + a.seen_seq;
+      [dot, name, document.createTextNode(" "), detail, waiting, typing, seen, cursors].forEach(function (n) { li.appendChild(n); });
       list.appendChild(li);
     });
     refreshTimes(list);
@@ -277,13 +310,21 @@
     this.pending = null;
     this.live = new LiveSocket(root.dataset.wsPath, {
       status: setLiveStatus,
-      open: function () { self.live.send({ op: "counters" }); },
+      open: function () { self.live.send({ op: "counters" }); self.live.send({ op: "queues" }); },
       message: function (data) {
         if (data.type === "counters") {
           Object.keys(data.counters).forEach(function (key) {
             var el = root.querySelector('[data-counter="' + key + '"]');
             if (el) el.textContent = data.counters[key];
           });
+        } else if (data.type === "queues") {
+          var queues = document.getElementById("queues");
+          if (queues) {
+            queues.textContent = "";
+            var node = fragment(data.html); // rendered and escaped by the server
+            refreshTimes(node);
+            queues.appendChild(node);
+          }
         } else if (["activity", "agent", "waiting", "state"].indexOf(data.type) >= 0) {
           self.refresh();
         }
@@ -291,12 +332,18 @@
     });
   }
   // Many events in a burst cost one recount.
+  // Replies fall overdue with time, not with an event: look at the queues once a minute too.
+  Dashboard.prototype.everyMinute = function () {
+    var self = this;
+    setInterval(function () { self.refresh(); }, 60000);
+  };
   Dashboard.prototype.refresh = function () {
     var self = this;
     if (this.pending) return;
     this.pending = setTimeout(function () {
       self.pending = null;
       self.live.send({ op: "counters" });
+      self.live.send({ op: "queues" });
     }, 1000);
   };
 
@@ -310,6 +357,7 @@
     var dashboard = document.getElementById("dashboard");
     if (dashboard) {
       window.agentchatDashboard = new Dashboard(dashboard);
+      window.agentchatDashboard.everyMinute();
     }
   });
 })();

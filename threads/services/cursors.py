@@ -1,0 +1,158 @@
+"""
+Cursors: how far each agent got in each thread (`threads.Participant`).
+
+The one place cursors are written. Every caller hands `advance_cursors` what
+happened (`Advance`s: messages delivered, a seq the agent showed it read, a
+post) and it writes them all in ONE multi-row upsert, whatever their number:
+
+- a post writes its author's `last_post_seq` and `seen_seq` (its
+  `expected_last_seq`) inside the post's transaction;
+- a batch of msg_wait looks (threads.services.waits) writes the cursors of
+  every agent in the batch at once: one statement per batch, never one per
+  waiting agent;
+- msg_list, msg_get, bus_connect, thread_create and a SeqMismatch write one
+  statement for their request.
+
+Cursors only move forward: the upsert keeps the larger of the stored and the
+new seq (`CASE WHEN excluded.x > t.x`, portable across SQLite and
+PostgreSQL), with the time of the move.
+"""
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from django.db import connection
+from django.utils import timezone
+
+from threads.models import Message, Participant, addressees
+
+# Rows per statement (11 parameters a row; SQLite allows 32,766 a statement).
+_CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class Advance:
+    """What moved for one agent in one thread."""
+
+    thread_id: Any
+    agent_id: Any
+    delivered_seq: int = 0
+    seen_seq: int = 0
+    # The first message addressed to the agent among those delivered now.
+    owed_seq: int | None = None
+    last_post_seq: int | None = None
+
+    def merge(self, other: "Advance") -> "Advance":
+        owed = [s for s in (self.owed_seq, other.owed_seq) if s is not None]
+        posts = [s for s in (self.last_post_seq, other.last_post_seq) if s is not None]
+        return replace(
+            self,
+            delivered_seq=max(self.delivered_seq, other.delivered_seq),
+            seen_seq=max(self.seen_seq, other.seen_seq),
+            owed_seq=min(owed) if owed else None,
+            last_post_seq=max(posts) if posts else None,
+        )
+
+
+def delivery(*, thread_id: Any, agent_id: Any, messages: list[Message], seen_seq: int = 0) -> Advance:
+    """The Advance of handing `messages` (of one thread) to an agent in a reply."""
+    me = str(agent_id)
+    owed = None
+    for message in messages:
+        if str(message.author_id) == me:
+            owed = None  # its own post answers what came before
+        elif owed is None and me in addressees(message.metadata):
+            owed = message.seq
+    return Advance(
+        thread_id=thread_id,
+        agent_id=agent_id,
+        delivered_seq=max((m.seq for m in messages), default=0),
+        seen_seq=seen_seq,
+        owed_seq=owed,
+    )
+
+
+def _update_clause() -> str:
+    t = connection.ops.quote_name(Participant._meta.db_table)
+    # A delivery starts the clock of the oldest message addressed to the agent
+    # that it has not answered, unless one runs already. A post answers it
+    # (last_post_seq passes owed_seq); the pair stays, as the exact delivery
+    # time of that message, until the next one addressed to the agent.
+    answered = f"({t}.owed_seq IS NULL OR {t}.owed_seq <= COALESCE({t}.last_post_seq, 0))"
+    newly_owed = f"{answered} AND excluded.owed_seq > COALESCE({t}.last_post_seq, 0)"
+    return ", ".join(
+        [
+            f"delivered_at = CASE WHEN excluded.delivered_seq > {t}.delivered_seq "
+            f"THEN excluded.delivered_at ELSE {t}.delivered_at END",
+            f"delivered_seq = CASE WHEN excluded.delivered_seq > {t}.delivered_seq "
+            f"THEN excluded.delivered_seq ELSE {t}.delivered_seq END",
+            f"seen_at = CASE WHEN excluded.seen_seq > {t}.seen_seq THEN excluded.seen_at ELSE {t}.seen_at END",
+            f"seen_seq = CASE WHEN excluded.seen_seq > {t}.seen_seq THEN excluded.seen_seq ELSE {t}.seen_seq END",
+            f"last_post_at = CASE WHEN excluded.last_post_seq > COALESCE({t}.last_post_seq, 0) "
+            f"THEN excluded.last_post_at ELSE {t}.last_post_at END",
+            f"last_post_seq = CASE WHEN excluded.last_post_seq > COALESCE({t}.last_post_seq, 0) "
+            f"THEN excluded.last_post_seq ELSE {t}.last_post_seq END",
+            f"owed_since = CASE WHEN {newly_owed} THEN excluded.owed_since ELSE {t}.owed_since END",
+            f"owed_seq = CASE WHEN {newly_owed} THEN excluded.owed_seq ELSE {t}.owed_seq END",
+        ]
+    )
+
+
+COLUMNS = [
+    "thread_id",
+    "agent_id",
+    "delivered_seq",
+    "delivered_at",
+    "seen_seq",
+    "seen_at",
+    "last_post_seq",
+    "last_post_at",
+    "owed_seq",
+    "owed_since",
+    "joined_at",
+]
+
+
+def advance_cursors(advances: list[Advance], *, now: datetime | None = None) -> None:
+    """Move these cursors forward (creating the participants), in one statement per 1,000 agents."""
+    if not advances:
+        return
+    now = now or timezone.now()
+    merged: dict[tuple[str, str], Advance] = {}
+    for advance in advances:
+        key = (str(advance.thread_id), str(advance.agent_id))
+        merged[key] = merged[key].merge(advance) if key in merged else advance
+    fields = {f.column: f for f in Participant._meta.concrete_fields}
+    moment = fields["joined_at"].get_db_prep_value(now, connection)
+    thread_field, agent_field = fields["thread_id"], fields["agent_id"]
+    rows = []
+    # In key order: concurrent batches lock the rows they share in the same order.
+    for _key, a in sorted(merged.items()):
+        rows.append(
+            [
+                thread_field.get_db_prep_value(a.thread_id, connection),
+                agent_field.get_db_prep_value(a.agent_id, connection),
+                a.delivered_seq,
+                moment if a.delivered_seq else None,
+                a.seen_seq,
+                moment if a.seen_seq else None,
+                a.last_post_seq,
+                moment if a.last_post_seq is not None else None,
+                a.owed_seq,
+                moment if a.owed_seq is not None else None,
+                moment,
+            ]
+        )
+    table = connection.ops.quote_name(Participant._meta.db_table)
+    columns = ", ".join(connection.ops.quote_name(c) for c in COLUMNS)
+    placeholders = "(" + ", ".join(["%s"] * len(COLUMNS)) + ")"
+    update = _update_clause()
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), _CHUNK):
+            chunk = rows[start : start + _CHUNK]
+            cursor.execute(
+                f"INSERT INTO {table} ({columns}) VALUES {', '.join([placeholders] * len(chunk))} "
+                f"ON CONFLICT (agent_id, thread_id) DO UPDATE SET {update}",
+                [value for row in chunk for value in row],
+            )
