@@ -9,3 +9,7 @@ class AgentChatConfig(AppConfig):
 
     def ready(self) -> None:
         from agentchat import checks  # noqa: F401  (registers the system checks)
+        from agentchat.transport import configure_daphne
+
+        # Before `runserver` builds its endpoints (daphne's own CLI loads the app first, asgi.py does it there).
+        configure_daphne()

@@ -104,15 +104,44 @@ def take_within(
 _configured = False
 
 
+# The listen backlog of daphne's TCP endpoints (Twisted's default is 50). A
+# hundred clients connecting at once (an MCP client opens connections per
+# request) overflow 50: the kernel drops their SYNs and they retry after 1 s,
+# then 3 s. The kernel caps it at net.core.somaxconn.
+LISTEN_BACKLOG = 1024
+
+
+def with_backlog(build: Any) -> Any:
+    """Wrap daphne's endpoint builder so that its TCP endpoints listen with LISTEN_BACKLOG."""
+
+    def build_endpoint_description_strings(*args: Any, **kwargs: Any) -> list[str]:
+        strings = build(*args, **kwargs)
+        return [f"{s}:backlog={LISTEN_BACKLOG}" if s.startswith("tcp:") and "backlog=" not in s else s for s in strings]
+
+    return build_endpoint_description_strings
+
+
 def configure_daphne() -> None:
-    """Give daphne's WebSocket factory the settings' limits and a close 1009 for an oversized frame."""
+    """Give daphne's WebSocket factory the settings' limits and a close 1009 for an oversized frame.
+
+    Also its TCP endpoints a listen backlog of LISTEN_BACKLOG (`daphne -b/-p`
+    and `runserver`; the application is loaded before daphne builds them).
+    """
     global _configured
     if _configured:
         return
     try:
+        import daphne.cli
         from daphne.ws_protocol import WebSocketFactory
     except ImportError:  # pragma: no cover - another ASGI server
         return
+    daphne.cli.build_endpoint_description_strings = with_backlog(daphne.cli.build_endpoint_description_strings)
+    try:
+        import daphne.management.commands.runserver as runserver
+
+        runserver.build_endpoint_description_strings = with_backlog(runserver.build_endpoint_description_strings)
+    except ImportError:  # pragma: no cover - Django's own runserver
+        pass
     original = WebSocketFactory.setProtocolOptions
 
     def set_protocol_options(factory: Any, **options: Any) -> None:

@@ -164,3 +164,16 @@ def test_a_shared_list_is_spliced_into_each_reply_as_if_it_were_encoded_there():
     assert json.loads(first) == {"id": "a", "ok": True, "result": {**result, "messages": list(messages)}}
     assert json.loads(second)["id"] == 7 and json.loads(second)["result"]["messages"] == list(messages)
     assert first == transport.dumps({"id": "a", "ok": True, "result": {**result, "messages": list(messages)}})
+
+
+def test_daphne_listens_with_a_backlog_for_a_crowd_connecting_at_once():
+    """Twisted's default backlog (50) drops the SYNs of a hundred clients connecting at once."""
+    import daphne.cli
+    import daphne.management.commands.runserver as runserver
+
+    transport.configure_daphne()
+    for build in (daphne.cli.build_endpoint_description_strings, runserver.build_endpoint_description_strings):
+        assert build(host="127.0.0.1", port=8001) == [
+            f"tcp:port=8001:interface=127.0.0.1:backlog={transport.LISTEN_BACKLOG}"
+        ]
+    assert daphne.cli.build_endpoint_description_strings(unix_socket="/tmp/s") == ["unix:/tmp/s"]
