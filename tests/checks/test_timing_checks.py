@@ -29,3 +29,13 @@ def test_idle_minutes_and_inactive_days_may_be_zero_not_negative(settings):
     assert reported(settings, THREAD_IDLE_TIMEOUT_MINUTES=0, INACTIVE_AGENT_DAYS=0) == []
     assert reported(settings, THREAD_IDLE_TIMEOUT_MINUTES=-1) == ["agentchat.E010"]
     assert reported(settings, INACTIVE_AGENT_DAYS=-1) == ["agentchat.E011"]
+
+
+@pytest.mark.parametrize("value", [[0, 10, 10], [700, 10], [700, -1, 10], "700,10,10", [700, True, 10]])
+def test_gc_thresholds_must_be_three_positive_integers(settings, value):
+    assert reported(settings, GC_THRESHOLDS=value) == ["agentchat.E013"]
+    assert "AGENTCHAT_GC_THRESHOLDS" in hint_of(settings, "agentchat.E013", GC_THRESHOLDS=value)
+
+
+def test_gc_thresholds_of_python_pass(settings):
+    assert reported(settings, GC_THRESHOLDS=[700, 10, 10]) == []
