@@ -39,9 +39,10 @@ from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
 
 VERSION = "0.2.2"
+MCP_VERSION = "1.30.0"
 # AgentChatBus 0.2.2 asks for mcp>=1.3.0 but is written for the 1.x server API
 # (Server.list_tools() as a decorator): with mcp 2.x it does not start.
-REQUIREMENTS = (f"agentchatbus=={VERSION}", "mcp[cli]==1.30.0")
+REQUIREMENTS = (f"agentchatbus=={VERSION}", f"mcp[cli]=={MCP_VERSION}")
 DEFAULT_VENV = Path.home() / ".cache" / "agentchat-bench" / f"agentchatbus-{VERSION}"
 LONG_WAIT_MS = 600_000
 
@@ -91,7 +92,12 @@ def log(step: str) -> None:
 def ensure_venv(venv: Path) -> Path:
     """AgentChatBus's own virtual environment (created and installed on first use); its python."""
     python = venv / "bin" / "python"
-    check = [str(python), "-c", f"import importlib.metadata as m; assert m.version('agentchatbus') == '{VERSION}'"]
+    check = [
+        str(python),
+        "-c",
+        f"import importlib.metadata as m; assert m.version('agentchatbus') == '{VERSION}'"
+        f" and m.version('mcp') == '{MCP_VERSION}'",
+    ]
     if python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
         return python
     log(f"creating {venv} and installing {' '.join(REQUIREMENTS)}")
