@@ -20,6 +20,7 @@ except ImproperlyConfigured as error:
     sys.exit(f"Configuration error: {error}")
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
 
 from agentchat.mcp_bridge import McpBridge, WithMcp  # noqa: E402
 from agentchat.origins import browser_origin_validator  # noqa: E402
@@ -35,6 +36,9 @@ configure_daphne()
 mcp_bridge = McpBridge()  # its session manager starts with the first /mcp request
 
 gc.freeze()
+# Fewer, larger collections for a process holding thousands of sockets
+# (AGENTCHAT_GC_THRESHOLDS, agentchat/settings.py).
+gc.set_threshold(*settings.AGENTCHAT["GC_THRESHOLDS"])
 
 application = ProtocolTypeRouter(
     {

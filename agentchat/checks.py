@@ -24,6 +24,7 @@ or waits at run time (e.g. `SEQ_TOLERANCE=-1` would refuse every post).
 | agentchat.E013 | REPLY_EXPECTED_SECONDS | >= 0 (0: off) |
 | agentchat.E014 | NOTIFY_ADMINS | true or false |
 | agentchat.W014 | NOTIFY_ADMINS | warns when on with no ADMINS to mail (DJANGO_ADMINS) |
+| agentchat.E015 | GC_THRESHOLDS | three integers, each at least 1 |
 | agentchat.E050 | MAX_REPLY_BYTES, MAX_MESSAGE_CHARS | one message of MAX_MESSAGE_CHARS characters fits in a reply |
 """
 
@@ -224,6 +225,23 @@ def check_reply_size(conf: dict[str, Any]) -> list[CheckMessage]:
     ]
 
 
+def check_gc(conf: dict[str, Any]) -> list[CheckMessage]:
+    value = conf.get("GC_THRESHOLDS")
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != 3
+        or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in value)
+    ):
+        return [
+            Error(
+                f"GC_THRESHOLDS must be three integers, each at least 1 (it is {value!r}).",
+                hint="Set AGENTCHAT_GC_THRESHOLDS, e.g. 50000,20,10 (0 would turn collections off).",
+                id="agentchat.E015",
+            )
+        ]
+    return []
+
+
 GROUPS: list[Callable[[dict[str, Any]], list[CheckMessage]]] = [
     check_timing,
     check_sync,
@@ -231,6 +249,7 @@ GROUPS: list[Callable[[dict[str, Any]], list[CheckMessage]]] = [
     check_sizes,
     check_reply_size,
     check_switches,
+    check_gc,
 ]
 
 

@@ -37,6 +37,23 @@ def env_int(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name} must be an integer, not {value!r}.") from None
 
 
+def env_ints(name: str, default: tuple[int, ...]) -> list[int]:
+    """A comma-separated list of as many integers as `default` has."""
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return list(default)
+    try:
+        numbers = [int(part) for part in value.split(",")]
+    except ValueError:
+        numbers = []
+    if len(numbers) != len(default):
+        example = ",".join(map(str, default))
+        raise ImproperlyConfigured(
+            f"{name} must be {len(default)} comma-separated integers (like {example}), not {value!r}."
+        )
+    return numbers
+
+
 # --- Django core -------------------------------------------------------------
 
 DEBUG = env_bool("DJANGO_DEBUG", True)
@@ -215,6 +232,14 @@ AGENTCHAT = {
     "REPLY_EXPECTED_SECONDS": env_int("AGENTCHAT_REPLY_EXPECTED_SECONDS", 600),
     # Mail the ADMINS (mail_admins) once per new request for a human.
     "NOTIFY_ADMINS": env_bool("AGENTCHAT_NOTIFY_ADMINS", False),
+    # The garbage collector's thresholds in a server process (gc.set_threshold:
+    # allocations before a young collection, young collections before a
+    # middle one, middle ones before a full one), set by agentchat/asgi.py.
+    # Python's 700,10,10 runs a full collection, which scans every object of
+    # every open socket (50-90 ms with 1,000 of them), every 70,000 net
+    # allocations: several times while 1,000 waiters are woken. See
+    # docs/performance.md for the figures.
+    "GC_THRESHOLDS": env_ints("AGENTCHAT_GC_THRESHOLDS", (50_000, 20, 10)),
 }
 
 # --- Mail (requests for a human, with AGENTCHAT_NOTIFY_ADMINS) -------------------

@@ -27,6 +27,9 @@ without client heartbeats, all in this process.
    transaction). The server's RSS (VmRSS) is read before the sockets open and
    once they all wait.
 
+5. With --compare, the same workloads against AgentChatBus (bench/agentchatbus.py):
+   its figures next to AgentChat's, with their ratio.
+
 Prints progress on stderr, then a JSON report and a table with the targets.
 --quick keeps 1,000 waiters everywhere but takes 5 posts per wake-up figure
 (not 20), 3 s per posts/s figure (not 10), a 4 s heartbeat interval (not 40 s)
@@ -51,6 +54,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from agentchat_client import AgentChatClient
+from bench import agentchatbus
 from tests.support.servers import BASE_DIR, Daphne, running_daphne
 
 WAITER_COUNTS = (1, 100, 1000)
@@ -364,6 +368,67 @@ async def idle_cost(server: Daphne, options: argparse.Namespace) -> dict:
     }
 
 
+# --- (e) the comparison with AgentChatBus ----------------------------------------------------
+
+
+def ratio(ours: float | None, theirs: float | None) -> str:
+    if ours is None or theirs is None:
+        return "-"
+    if ours == 0:
+        return "inf" if theirs else "1"
+    return f"{theirs / ours:.3g}"
+
+
+def comparison(report: dict) -> list[dict]:
+    """Rows of AgentChat's figure, AgentChatBus's and their ratio (AgentChatBus / AgentChat)."""
+    bus = report["agentchatbus"]
+    bus_wake = {f["waiters"]: f for f in bus["wake"]}
+    one = {f["waiters"]: f for f in report.get("wake_one_process_sqlite", [])}
+    mcp = {f["waiters"]: f for f in report.get("wake_mcp_one_process_sqlite", [])}
+    posts = report.get("posts_per_second", {})
+    rows = []
+
+    def row(figure: str, ours: float | None, theirs: float | None, note: str = "") -> None:
+        rows.append(
+            {"figure": figure, "agentchat": ours, "agentchatbus": theirs, "ratio": ratio(ours, theirs), "note": note}
+        )
+
+    for count in sorted(bus_wake):
+        for stat in ("p50_ms", "p99_ms"):
+            label = f"wake-up {stat[:3]}, {count} waiter(s), ms"
+            row(f"{label} (AgentChat over WebSocket)", one.get(count, {}).get(stat), bus_wake[count][stat])
+            row(f"{label} (AgentChat over MCP)", mcp.get(count, {}).get(stat), bus_wake[count][stat])
+    row(
+        "posts/s, one agent, one thread, SQLite",
+        posts.get("sqlite_one_agent", {}).get("posts_per_second"),
+        bus["posts_per_second"]["posts_per_second"],
+        "AgentChatBus: msg_wait for a token + msg_post per post",
+    )
+    memory = report.get("memory_postgres", {})
+    row(
+        "server RSS per waiting agent, KiB",
+        memory.get("kib_per_waiting_socket"),
+        bus["memory"]["kib_per_waiting_agent"],
+        f"AgentChat: {memory.get('sockets')} WebSockets; AgentChatBus: {bus['memory']['sockets']} SSE streams",
+    )
+    idle = report.get("idle_postgres", {})
+    row(
+        "database statements per idle waiting agent per minute",
+        idle.get("statements_per_agent_per_minute_at_40s_interval"),
+        bus["idle"]["statements_per_agent_per_minute"],
+        "default settings: AgentChat's 40 s interval (PostgreSQL counters); AgentChatBus's sqlite3 trace",
+    )
+    return rows
+
+
+def print_comparison(rows: list[dict]) -> None:
+    width = max(len(r["figure"]) for r in rows)
+    print(f"{'figure':{width}}  {'AgentChat':>10}  {'AgentChatBus':>12}  {'ratio':>8}  note")
+    for r in rows:
+        ours = "-" if r["agentchat"] is None else r["agentchat"]
+        print(f"{r['figure']:{width}}  {ours:>10}  {r['agentchatbus']:>12}  {r['ratio']:>8}  {r['note']}")
+
+
 # --- report -----------------------------------------------------------------------------
 
 
@@ -469,6 +534,24 @@ def parse_options() -> argparse.Namespace:
     )
     parser.add_argument("--pg-database", default="agentchat_bench", help="created afresh on every run")
     parser.add_argument("--redis", default=os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/0"))
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help=f"also run the workloads against AgentChatBus {agentchatbus.VERSION} and print both side by side",
+    )
+    parser.add_argument("--compare-only", action="store_true", help="only AgentChatBus's figures (about 2 minutes)")
+    parser.add_argument(
+        "--compare-venv",
+        default=str(agentchatbus.DEFAULT_VENV),
+        help="AgentChatBus's own virtual environment, created on first use (default %(default)s)",
+    )
+    parser.add_argument("--compare-waiters", type=int, default=100, help="AgentChatBus waiters (default 100)")
+    parser.add_argument(
+        "--compare-idle-seconds",
+        type=float,
+        default=30,
+        help="AgentChatBus idle window (default 30; it intervenes once all agents of a thread waited 60 s)",
+    )
     options = parser.parse_args()
     quick = options.quick
     options.posts = options.posts or (5 if quick else 20)
@@ -500,6 +583,12 @@ def main() -> None:
             " window; still 1,000 waiters for wake-up, idle cost and memory"
         )
 
+    if options.compare_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            report["agentchatbus"] = agentchatbus.run(options, tmp, until_quiet, summary_ms, rss_kib)
+        print(json.dumps(report, indent=2))
+        return
+
     with tempfile.TemporaryDirectory() as tmp:
         sqlite_env = server_env(options, f"sqlite:///{tmp}/bench.sqlite3")
         migrate(sqlite_env)
@@ -530,7 +619,18 @@ def main() -> None:
     report["idle_postgres"], report["memory_postgres"] = idle["idle"], idle["memory"]
 
     report["targets"] = targets(report)
+    if options.compare:
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                report["agentchatbus"] = agentchatbus.run(options, tmp, until_quiet, summary_ms, rss_kib)
+            report["comparison"] = comparison(report)
+        except Exception as error:  # AgentChat's figures are still reported
+            log(f"the comparison failed: {error!r}")
+            report["agentchatbus_error"] = repr(error)
     report["runtime_s"] = round(time.monotonic() - STARTED)
     print(json.dumps(report, indent=2))
     print()
     print_table(report)
+    if "comparison" in report:
+        print()
+        print_comparison(report["comparison"])

@@ -68,6 +68,7 @@ def test_defaults_are_sqlite_in_memory_layer_and_the_spec_values():
         "INACTIVE_AGENT_DAYS": 30,
         "REPLY_EXPECTED_SECONDS": 600,
         "NOTIFY_ADMINS": False,
+        "GC_THRESHOLDS": [50000, 20, 10],
     }
 
 
@@ -93,6 +94,14 @@ def test_a_malformed_number_is_refused_with_its_name():
     result = run(PRINT_SETTINGS, {"AGENTCHAT_SEQ_TOLERANCE": "two"})
     assert result.returncode != 0
     assert "AGENTCHAT_SEQ_TOLERANCE must be an integer" in result.stderr
+
+
+def test_gc_thresholds_are_three_integers():
+    assert settings_with({"AGENTCHAT_GC_THRESHOLDS": "700, 10,10"})["agentchat"]["GC_THRESHOLDS"] == [700, 10, 10]
+    for value in ("700,10", "a,b,c", "1,2,3,4"):
+        result = run(PRINT_SETTINGS, {"AGENTCHAT_GC_THRESHOLDS": value})
+        assert result.returncode != 0
+        assert "AGENTCHAT_GC_THRESHOLDS must be 3 comma-separated integers" in result.stderr
 
 
 def test_check_refuses_an_interval_not_below_the_timeout():

@@ -11,6 +11,7 @@ import asyncio
 import logging
 from typing import Any
 
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
@@ -37,6 +38,23 @@ class AgentConsumer(AsyncWebsocketConsumer):
             # handler), its requests end with it: a pending wait leaves the
             # waiting room now, not at its timeout.
             await self.cancel_requests()
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Channels' dispatch without its per-frame hop to the database thread.
+
+        `AsyncConsumer.dispatch` awaits `aclose_old_connections()` before every
+        handler: a trip to the thread that runs the ORM, for every frame, even
+        one that needs no database. Here nothing touches the database outside
+        `database_sync_to_async` (agentchat/ops.py, threads/waiting_room.py),
+        which closes an unusable or expired connection before and after each
+        call on that thread: a connection lost meanwhile is still dropped
+        before the next request uses it, and the request that found it broken
+        fails retryable (`ops.dispatch`). So the hop only cost time.
+        """
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def connect(self) -> None:
         # The client's address as the server reports it (daphne with

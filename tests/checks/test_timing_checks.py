@@ -36,3 +36,13 @@ def test_reply_expected_seconds_may_be_zero_not_negative(settings, value):
     assert reported(settings, REPLY_EXPECTED_SECONDS=0) == []
     assert reported(settings, REPLY_EXPECTED_SECONDS=value) == ["agentchat.E013"]
     assert "AGENTCHAT_REPLY_EXPECTED_SECONDS" in hint_of(settings, "agentchat.E013", REPLY_EXPECTED_SECONDS=value)
+
+
+@pytest.mark.parametrize("value", [[0, 10, 10], [700, 10], [700, -1, 10], "700,10,10", [700, True, 10]])
+def test_gc_thresholds_must_be_three_positive_integers(settings, value):
+    assert reported(settings, GC_THRESHOLDS=value) == ["agentchat.E015"]
+    assert "AGENTCHAT_GC_THRESHOLDS" in hint_of(settings, "agentchat.E015", GC_THRESHOLDS=value)
+
+
+def test_gc_thresholds_of_python_pass(settings):
+    assert reported(settings, GC_THRESHOLDS=[700, 10, 10]) == []
