@@ -169,13 +169,20 @@ class WaitingRoom:
         try:
             while self._batch:
                 batch, self._batch = self._batch, []
+                cursors: list = []
                 try:
-                    results = await database_sync_to_async(services.serve_waits)([r for r, _ in batch])
+                    results = await database_sync_to_async(services.serve_waits)([r for r, _ in batch], later=cursors)
                 except Exception as error:  # a bug or a database outage: every request of the batch fails
                     results = [error] * len(batch)
                 for (_request, future), result in zip(batch, results):
                     if not future.done():  # done: its wait was cancelled meanwhile
                         future.set_result(result)
+                if cursors:
+                    # The batch's delivery cursors, once its replies are on their way (one statement).
+                    try:
+                        await database_sync_to_async(services.advance_cursors)(cursors)
+                    except Exception:
+                        logger.warning("Could not move the cursors of a wake-up", exc_info=True)
         finally:
             self._serving = False
 

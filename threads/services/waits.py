@@ -47,14 +47,19 @@ class WaitResult:
     payload: EncodedList = field(default_factory=EncodedList)
 
 
-def serve_waits(requests: list[WaitRequest], *, now: datetime | None = None) -> list[WaitResult | ProtocolError]:
+def serve_waits(
+    requests: list[WaitRequest], *, now: datetime | None = None, later: list[Advance] | None = None
+) -> list[WaitResult | ProtocolError]:
     """Serve many msg_wait looks at once: what each would return, and tokens for those that end.
 
     A post wakes every waiter of a thread at the same moment; serving them as
     one batch costs one read per distinct (thread, after_seq, filter, limit)
     and two writes for all the new tokens, instead of a handful of statements
     per waiter. The cursors of every agent in the batch (what it was handed,
-    the `after_seq` it showed it read) cost one more statement for the batch.
+    the `after_seq` it showed it read) cost one more statement for the batch:
+    written here, or, given a `later` list, appended to it for the caller to
+    write once the replies are on their way (the waiting room does, so that a
+    wake-up's replies never wait for the cursors).
     """
     now = now or timezone.now()
     reads: dict[tuple, selectors.WaitRead | ProtocolError] = {}
@@ -91,9 +96,12 @@ def serve_waits(requests: list[WaitRequest], *, now: datetime | None = None) -> 
         )
         if read.messages or r.finish:
             ending.append((result, r))
+    if later is not None:
+        later.extend(advances)
+        advances = []
     if ending:
         _end_waits(ending, advances, now=now)
-    else:
+    elif advances:
         advance_cursors(advances, now=now)
     return results
 
