@@ -143,6 +143,15 @@ async def dispatch(session: Session, name: str, raw_args: dict[str, Any]) -> dic
         raise ProtocolError("Internal error; the request was not completed.") from None
 
 
+def page_within_reply(
+    rows: list[Any], has_more: bool, *, serialize: Callable[[Any], dict], cursor: Callable[[Any], str]
+) -> tuple[list[dict[str, Any]], str | None, bool]:
+    """A page of `rows` cut to what fits in one reply: (items, next_cursor, has_more)."""
+    listed = take_within([serialize(row) for row in rows], reply_budget())
+    has_more = has_more or len(listed) < len(rows)
+    return listed, cursor(rows[len(listed) - 1]) if has_more else None, has_more
+
+
 def canonical_uuid(value: str, *, resource: str) -> str:
     try:
         return str(UUID(value))
@@ -206,13 +215,10 @@ async def agent_list(session: Session, args: Args) -> dict[str, Any]:
         limit=args.limit("limit", default=100, maximum=500),
         after=args.str("cursor", max_length=2000),
     )
-    listed = take_within([agent_to_dict(agent) for agent in agents], reply_budget())
-    has_more = has_more or len(listed) < len(agents)
-    return {
-        "agents": listed,
-        "next_cursor": agent_services.encode_agent_cursor(agents[len(listed) - 1]) if has_more else None,
-        "has_more": has_more,
-    }
+    listed, next_cursor, has_more = page_within_reply(
+        agents, has_more, serialize=agent_to_dict, cursor=agent_services.encode_agent_cursor
+    )
+    return {"agents": listed, "next_cursor": next_cursor, "has_more": has_more}
 
 
 @op("agent_set_typing")
@@ -246,13 +252,10 @@ async def thread_list(session: Session, args: Args) -> dict[str, Any]:
         limit=args.limit("limit", default=50, maximum=200),
         before=args.str("before"),
     )
-    listed = take_within([thread_to_dict(thread) for thread in threads], reply_budget())
-    has_more = has_more or len(listed) < len(threads)
-    return {
-        "threads": listed,
-        "next_cursor": selectors.encode_cursor(threads[len(listed) - 1]) if has_more else None,
-        "has_more": has_more,
-    }
+    listed, next_cursor, has_more = page_within_reply(
+        threads, has_more, serialize=thread_to_dict, cursor=selectors.encode_cursor
+    )
+    return {"threads": listed, "next_cursor": next_cursor, "has_more": has_more}
 
 
 @op("thread_get")

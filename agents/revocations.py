@@ -18,6 +18,7 @@ from typing import Any
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from agentchat.broadcast import receive_forever
 from agents.events import REVOCATIONS_GROUP
 
 logger = logging.getLogger("agentchat.revocations")
@@ -100,22 +101,8 @@ class Listener:
             return
         channel = await layer.new_channel()
         renewer = asyncio.create_task(self._renew(layer, channel), name="agentchat-revocations-renew")
-        backoff = 0.1
         try:
-            while True:
-                try:
-                    event = await layer.receive(channel)
-                    backoff = 0.1
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    # Lost broadcasts are caught by the heartbeat write's generation check.
-                    logger.warning("Revocation listener failed; retrying in %.1fs", backoff, exc_info=True)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
-                    continue
-                if event.get("type") == "agent.revoked":
-                    note(agent_id=str(event.get("agent_id")), generation=int(event.get("generation", 0)))
+            await receive_forever(layer, channel, self._heard, what="Revocation listener")
         finally:
             renewer.cancel()
             await asyncio.gather(renewer, return_exceptions=True)
@@ -123,6 +110,12 @@ class Listener:
                 await layer.group_discard(REVOCATIONS_GROUP, channel)
             except Exception:
                 logger.warning("Could not leave %s", REVOCATIONS_GROUP, exc_info=True)
+
+    @staticmethod
+    def _heard(event: dict[str, Any]) -> None:
+        # Lost broadcasts are caught by the heartbeat write's generation check.
+        if event.get("type") == "agent.revoked":
+            note(agent_id=str(event.get("agent_id")), generation=int(event.get("generation", 0)))
 
     @staticmethod
     async def _renew(layer: Any, channel: str) -> None:

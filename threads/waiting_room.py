@@ -44,12 +44,14 @@ import logging
 import time
 import weakref
 from dataclasses import dataclass, field, replace
+from typing import Any
 from uuid import UUID
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from agentchat.broadcast import receive_forever
 from agents import events as agent_events
 from agents import services as agent_services
 from agents.events import PRESENCE_GROUP
@@ -209,20 +211,11 @@ class WaitingRoom:
             logger.warning("Could not unsubscribe from thread %s", thread_id, exc_info=True)
 
     async def _receive_loop(self) -> None:
-        backoff = 0.1
-        while True:
-            try:
-                event = await self.layer.receive(self.channel_name)
-                backoff = 0.1
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.warning("Channel layer receive failed; retrying in %.1fs", backoff, exc_info=True)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            if event.get("type") == "thread.message":
-                self.wake(str(event.get("thread_id")), int(event.get("seq", 0)), event.get("targets"))
+        await receive_forever(self.layer, self.channel_name, self._heard, what="Waiting room")
+
+    def _heard(self, event: dict[str, Any]) -> None:
+        if event.get("type") == "thread.message":
+            self.wake(str(event.get("thread_id")), int(event.get("seq", 0)), event.get("targets"))
 
     # --- housekeeping ----------------------------------------------------------
 

@@ -8,6 +8,7 @@ transaction, and is voided when the agent falls behind (SeqMismatch) or a
 newer msg_wait supersedes it. Only the SHA-256 of a token is stored.
 """
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -153,7 +154,8 @@ def _insert_tokens(rows: list[tuple[str, Any, Any, int]], *, created_at: datetim
     """
     fields = {f.name: f for f in ReplyToken._meta.concrete_fields}
     columns = ["token_hash", "thread", "agent", "issued_seq", "created_at", "expires_at"]
-    prepare = [fields[name].get_db_prep_value for name in columns]
+    # Each distinct value is prepared once (a wake-up's tokens share their thread).
+    prepare = [functools.lru_cache(maxsize=None)(functools.partial(_prep, fields[name])) for name in columns[1:3]]
     moments = [
         fields["created_at"].get_db_prep_value(created_at, connection),
         fields["expires_at"].get_db_prep_value(expires_at, connection),
@@ -164,8 +166,11 @@ def _insert_tokens(rows: list[tuple[str, Any, Any, int]], *, created_at: datetim
         for start in range(0, len(rows), 1000):  # 6,000 parameters a statement at most
             chunk = rows[start : start + 1000]
             params = []
-            for row in chunk:
-                params.extend(prep(value, connection) for prep, value in zip(prepare[:4], row))
-                params.extend(moments)
+            for token_hash, thread_id, agent_id, issued_seq in chunk:
+                params.extend((token_hash, prepare[0](thread_id), prepare[1](agent_id), issued_seq, *moments))
             values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(chunk))
             cursor.execute(f"INSERT INTO {table} ({sql_columns}) VALUES {values}", params)
+
+
+def _prep(field: Any, value: Any) -> Any:
+    return field.get_db_prep_value(value, connection)
