@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from agentchat import errors
 from tests.support.domain import STAFF
 from tests.support.wire import registered
-from tests.threads.toolbox import UNKNOWN_ID, configure, post_as, refused
+from tests.threads.toolbox import UNKNOWN_ID, post_as, refused
 from threads import events, search, selectors, services
 from threads.models import Message, MessageEdit
 from threads.serializers import HIDDEN_CONTENT
@@ -118,8 +118,8 @@ def test_blank_content_is_bad_request(author, message, content):
 
 
 @domain
-def test_content_over_the_limit_is_payload_too_large_and_at_the_limit_is_accepted(settings, author, message):
-    configure(settings, MAX_MESSAGE_CHARS=20)
+def test_content_over_the_limit_is_payload_too_large_and_at_the_limit_is_accepted(agentchat_settings, author, message):
+    agentchat_settings(MAX_MESSAGE_CHARS=20)
     with refused(errors.PayloadTooLarge):
         edit(message, "x" * 21, agent=author)
     assert edit(message, "x" * 20, agent=author).changed
@@ -136,8 +136,8 @@ def test_edit_introducing_a_secret_is_content_blocked_and_stores_nothing(author,
 
 
 @domain
-def test_the_content_filter_can_be_turned_off_for_edits_as_for_posts(settings, author, message):
-    configure(settings, CONTENT_FILTER_ENABLED=False)
+def test_the_content_filter_can_be_turned_off_for_edits_as_for_posts(agentchat_settings, author, message):
+    agentchat_settings(CONTENT_FILTER_ENABLED=False)
     assert edit(message, f"the key is {SECRET}", agent=author).changed
 
 
@@ -272,8 +272,8 @@ async def test_msg_edit_and_history_round_trip(connect):
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_msg_edit_errors_over_the_wire(connect, settings):
-    configure(settings, MAX_MESSAGE_CHARS=100)
+async def test_msg_edit_errors_over_the_wire(connect, agentchat_settings):
+    agentchat_settings(MAX_MESSAGE_CHARS=100)
     author, _ = await registered(connect)
     stranger, _ = await registered(connect, model="Claude")
     thread_id, posted = await post_first(author)

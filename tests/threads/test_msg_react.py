@@ -13,21 +13,6 @@ domain = pytest.mark.django_db
 
 
 @pytest.fixture
-def agent(make_agent):
-    return make_agent()[0]
-
-
-@pytest.fixture
-def other(make_agent):
-    return make_agent(model="Claude")[0]
-
-
-@pytest.fixture
-def thread(agent):
-    return services.create_thread(agent=agent, topic="plan")[0]
-
-
-@pytest.fixture
 def message(agent, thread):
     return post_as(agent, thread, "ship it?")
 

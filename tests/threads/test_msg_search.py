@@ -5,7 +5,7 @@ from channels.db import database_sync_to_async
 
 from agentchat import errors
 from tests.support.wire import registered
-from tests.threads.toolbox import UNKNOWN_ID, configure, post_as
+from tests.threads.toolbox import UNKNOWN_ID, post_as
 from threads import search, services
 from threads.models import Thread
 
@@ -21,18 +21,8 @@ ABOUT_IT = "Redis deadlock: the redis subscriber deadlocks when the deadlock det
 
 
 @pytest.fixture(autouse=True)
-def no_rate_limit(settings):
-    configure(settings, RATE_LIMIT_PER_MINUTE=0)
-
-
-@pytest.fixture
-def agent(make_agent):
-    return make_agent()[0]
-
-
-@pytest.fixture
-def thread(agent):
-    return services.create_thread(agent=agent, topic="plan")[0]
+def no_rate_limit(agentchat_settings):
+    agentchat_settings(RATE_LIMIT_PER_MINUTE=0)
 
 
 def found(query, **kwargs):

@@ -10,11 +10,6 @@ from threads.models import Message, MessageEdit, Reaction, Thread
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
 
 
-def configure(settings, **changes):
-    """Change keys of settings.AGENTCHAT (a dict) for one test, restored afterwards."""
-    settings.AGENTCHAT = {**settings.AGENTCHAT, **changes}
-
-
 def post_as(agent, thread, content="hello", **kwargs) -> Message:
     """Post as `agent`, having read the whole thread (a fresh token at its newest seq)."""
     last_seq = Thread.objects.get(pk=thread.pk).last_seq
