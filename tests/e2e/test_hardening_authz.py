@@ -1,5 +1,5 @@
 """Over the wire (daphne + a WebSocket client): who may change a thread, who may post as whom, revoked
-credentials, and the registration and thread-creation limits (issue 7, items 3, 4, 5 and 9)."""
+credentials, and the registration and thread-creation limits."""
 
 import asyncio
 from collections.abc import Iterator

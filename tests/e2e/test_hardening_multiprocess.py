@@ -1,5 +1,5 @@
 """Two daphne processes sharing PostgreSQL and Redis: revoked credentials and the per-agent limits
-hold across processes (issue 7, items 3, 5 and 7)."""
+hold across processes."""
 
 import asyncio
 import os
