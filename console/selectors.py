@@ -22,7 +22,7 @@ from agents.models import Agent
 from console.names import agent_detail, agent_name
 from console.rendering import render_content
 from threads import selectors as thread_selectors
-from threads.models import HumanRequest, Message, ReplyToken, Thread
+from threads.models import HumanRequest, Message, Thread
 from threads.models import Participant as CursorRow
 
 PAGE_SIZE = 50
@@ -114,12 +114,9 @@ class Participant:
 def participants(*, thread: Thread, now: datetime | None = None) -> list[Participant]:
     """Agents that posted in, joined or read the thread, with presence and cursors. Two queries and one cache read."""
     posted = Message.objects.filter(thread_id=thread.pk, author=OuterRef("pk"))
-    joined = ReplyToken.objects.filter(thread_id=thread.pk, agent=OuterRef("pk"))
     cursors = {row.agent_id: row for row in CursorRow.objects.filter(thread_id=thread.pk)}
     agents = list(
-        Agent.objects.filter(
-            Q(Exists(posted)) | Q(Exists(joined)) | Q(pk=thread.creator_id) | Q(pk__in=list(cursors))
-        ).order_by("name")
+        Agent.objects.filter(Q(Exists(posted)) | Q(pk=thread.creator_id) | Q(pk__in=list(cursors))).order_by("name")
     )
     waiting = agent_events.waiting_threads(a.pk for a in agents)
     return [

@@ -13,7 +13,7 @@ from agentchat.errors import InvalidCredentials
 from agents import services as agent_services
 from agents.models import Agent
 from threads import services
-from threads.models import Message, ReplyToken, Thread, ThreadTemplate
+from threads.models import Message, Thread, ThreadTemplate
 
 # The admin and the console act as a staff user (threads.services.check_administrator).
 STAFF = SimpleNamespace(is_active=True, is_staff=True)
@@ -46,7 +46,6 @@ def bus(make_agent):
             sync.reply_token,
             alice.token_hash,
             bob.token_hash,
-            *ReplyToken.objects.values_list("token_hash", flat=True),
         ],
     }
 
@@ -60,7 +59,7 @@ def admin_pages(bus) -> list[str]:
         reverse("admin:threads_thread_change", args=[bus["thread"].pk]),
         reverse("admin:threads_message_changelist"),
         reverse("admin:threads_message_change", args=[bus["message"].pk]),
-        reverse("admin:threads_replytoken_changelist"),
+        reverse("admin:threads_participant_changelist"),
         reverse("admin:threads_threadtemplate_changelist"),
         reverse("admin:agents_agent_changelist") + "?presence=online",
         reverse("admin:agents_agent_changelist") + "?presence=offline",
@@ -116,7 +115,7 @@ def test_changelists_do_not_query_per_row(admin_client, make_agent):
         reverse("admin:threads_thread_changelist"),
         reverse("admin:threads_message_changelist"),
         reverse("admin:agents_agent_changelist"),
-        reverse("admin:threads_replytoken_changelist"),
+        reverse("admin:threads_participant_changelist"),
     ]
     few = {url: queries_for(url) for url in urls}
     for n in range(1, 11):

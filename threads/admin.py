@@ -19,7 +19,7 @@ from agentchat.errors import ProtocolError
 from console import selectors as console
 from console.names import agent_label
 from threads import search, services
-from threads.models import Message, MessageEdit, Reaction, ReplyToken, Thread, ThreadTemplate
+from threads.models import Message, MessageEdit, Participant, Reaction, Thread, ThreadTemplate
 
 
 class EditContentForm(forms.Form):
@@ -510,14 +510,25 @@ class ThreadTemplateAdmin(admin.ModelAdmin):
     search_fields = ["id", "name", "description"]
 
 
-@admin.register(ReplyToken)
-class ReplyTokenAdmin(admin.ModelAdmin):
-    """Token bookkeeping for debugging sync problems; never the token or its hash."""
+@admin.register(Participant)
+class ParticipantAdmin(admin.ModelAdmin):
+    """Each agent's cursors in each thread, for debugging sync and delivery problems. Read-only."""
 
-    list_display = ["agent", "thread", "issued_seq", "created_at", "expires_at", "consumed_at", "voided_at"]
-    list_filter = ["created_at"]
+    list_display = [
+        "agent",
+        "thread",
+        "delivered_seq",
+        "delivered_at",
+        "seen_seq",
+        "last_post_seq",
+        "owed_seq",
+        "owed_since",
+        "joined_at",
+    ]
+    list_filter = ["joined_at"]
     list_select_related = ["agent", "thread"]
-    fields = ["agent", "thread", "issued_seq", "created_at", "expires_at", "consumed_at", "voided_at"]
+    search_fields = ["agent__name", "thread__topic"]
+    fields = [*list_display, "tokens_void_before"]
     readonly_fields = fields
     show_full_result_count = False
 

@@ -5,6 +5,7 @@ from typing import Any
 from uuid import UUID
 
 from agentchat.broadcast import group_send
+from agentchat.transport import size
 
 
 def thread_group(thread_id: UUID | str) -> str:
@@ -15,13 +16,27 @@ def thread_group(thread_id: UUID | str) -> str:
     return name
 
 
-def message_event(*, thread_id: UUID, seq: int, targets: list[str]) -> dict[str, Any]:
+# A wake-up carries its message (as agents see it) when it takes at most this
+# many bytes: waiters that have read everything before it return it without
+# reading the database (threads/waiting_room.py).
+EVENT_MESSAGE_BYTES = 32 * 1024
+
+
+def message_event(
+    *, thread_id: UUID, seq: int, targets: list[str], message: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The wake-up sent after a message commits. JSON types only."""
-    return {"type": "thread.message", "thread_id": str(thread_id), "seq": seq, "targets": targets}
+    event = {"type": "thread.message", "thread_id": str(thread_id), "seq": seq, "targets": targets}
+    if message is not None:
+        event["message"] = message
+    return event
 
 
-def broadcast_message(*, thread_id: UUID, seq: int, targets: list[str]) -> None:
-    group_send(thread_group(thread_id), message_event(thread_id=thread_id, seq=seq, targets=targets))
+def broadcast_message(*, thread_id: UUID, seq: int, targets: list[str], message: dict[str, Any] | None = None) -> None:
+    """Wake the thread's waiters in every process, and tell the console; `message` rides along when small."""
+    if message is not None and size(message) > EVENT_MESSAGE_BYTES:
+        message = None
+    group_send(thread_group(thread_id), message_event(thread_id=thread_id, seq=seq, targets=targets, message=message))
     group_send(CONSOLE_GROUP, activity_event(thread_id=thread_id, seq=seq))
 
 

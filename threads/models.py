@@ -120,6 +120,9 @@ class Message(models.Model):
     reply_to = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replies")
     metadata = models.JSONField(default=dict, blank=True)
     client_msg_id = models.CharField(max_length=200, null=True, blank=True)
+    # The nonce of the reply token this post used (threads.services.reply_tokens):
+    # a token is used once. None for the messages of humans and of the bus.
+    token_nonce = models.BigIntegerField(null=True, blank=True, unique=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     edited_at = models.DateTimeField(null=True, blank=True)
     edit_version = models.PositiveIntegerField(default=0)
@@ -190,29 +193,6 @@ class Reaction(models.Model):
         return f"{self.reaction} on {self.message}"
 
 
-class ReplyToken(models.Model):
-    """Permission to post once in a thread, proving the agent read up to `issued_seq`.
-
-    Only the SHA-256 of the token is stored.
-    """
-
-    token_hash = models.CharField(max_length=64, unique=True)
-    thread = models.ForeignKey(Thread, on_delete=models.CASCADE, related_name="reply_tokens")
-    agent = models.ForeignKey("agents.Agent", on_delete=models.CASCADE, related_name="reply_tokens")
-    issued_seq = models.PositiveIntegerField()
-    created_at = models.DateTimeField(default=timezone.now)
-    expires_at = models.DateTimeField(db_index=True)
-    consumed_at = models.DateTimeField(null=True, blank=True)
-    # Set when a SeqMismatch or a newer msg_wait supersedes the token.
-    voided_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        indexes = [models.Index(fields=["thread", "agent"], name="replytoken_thread_agent")]
-
-    def __str__(self) -> str:
-        return f"token for {self.agent_id} in {self.thread_id}"
-
-
 class Participant(models.Model):
     """One agent in one thread: how far the bus delivered the thread to it, how far it read, its last post.
 
@@ -235,6 +215,9 @@ class Participant(models.Model):
     last_post_at = models.DateTimeField(null=True, blank=True)
     owed_seq = models.PositiveIntegerField(null=True, blank=True)
     owed_since = models.DateTimeField(null=True, blank=True)
+    # The agent's reply tokens for the thread issued before this serial are void
+    # (threads.services.reply_tokens): a msg_wait's end or a SeqMismatch moves it.
+    tokens_void_before = models.BigIntegerField(default=0)
     joined_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:

@@ -52,6 +52,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from agentchat.broadcast import receive_forever
+from agentchat.transport import EncodedList, reply_budget
 from agents import events as agent_events
 from agents import services as agent_services
 from agents.events import PRESENCE_GROUP
@@ -65,6 +66,14 @@ logger = logging.getLogger("agentchat.waiters")
 PRESENCE_BATCH_SECONDS = 0.2
 
 
+@dataclass(frozen=True)
+class Handed:
+    """A message an event carried, encoded once for every waiter it wakes."""
+
+    payload: EncodedList
+    size: int
+
+
 @dataclass(eq=False)
 class Waiter:
     thread_id: str
@@ -72,17 +81,49 @@ class Waiter:
     for_agent: str | None
     # The newest seq this waiter has looked at; only newer messages wake it.
     seen_seq: int
+    limit: int = 100
     event: asyncio.Event = field(default_factory=asyncio.Event)
+    # Messages handed over by the wake-up events themselves, in seq order and
+    # contiguous from `handed_from`; `stale` when an event could not be added
+    # (it carried no message, or broke the run): then the database is read.
+    handed: EncodedList | None = None
+    handed_from: int = 0
+    handed_bytes: int = 0
+    stale: bool = False
 
-    def offer(self, seq: int, targets: list[str] | None) -> None:
-        """Wake on a new message that may be for us (`targets` None: unknown)."""
+    def offer(self, seq: int, targets: list[str] | None, message: Handed | None = None) -> None:
+        """Wake on a new message that may be for us (`targets` None: unknown); keep the message if it came along."""
         if seq <= self.seen_seq:
             return
         if self.for_agent is not None and targets is not None and self.for_agent not in targets:
             # Not for us. seen_seq stays: events may arrive out of order across
             # processes, and an earlier message for us must still wake us.
             return
+        self._hand(seq, message)
         self.event.set()
+
+    def _hand(self, seq: int, message: Handed | None) -> None:
+        if self.stale:
+            return
+        if self.handed is None and message is not None and seq == self.seen_seq + 1:
+            self.handed, self.handed_from, self.handed_bytes = message.payload, seq, message.size
+        elif (
+            self.handed is not None
+            and message is not None
+            and seq == self.handed_from + len(self.handed)
+            and len(self.handed) < self.limit
+            and self.handed_bytes + message.size + 1 <= reply_budget()
+        ):
+            self.handed = EncodedList([*self.handed, *message.payload])
+            self.handed_bytes += message.size + 1
+        else:
+            self.handed, self.stale = None, True
+
+    def take_handed(self) -> EncodedList | None:
+        """The messages the events handed over, if they are exactly what a read would return now; then forget them."""
+        handed, usable = self.handed, self.handed is not None and self.handed_from == self.seen_seq + 1
+        self.handed, self.stale = None, False
+        return handed if usable else None
 
     async def sleep(self, timeout: float) -> bool:
         """Sleep until offered a message or the timeout passes; True when woken."""
@@ -109,12 +150,17 @@ class WaitingRoom:
         self.sleeping: dict[tuple[UUID, str], int] = {}
         self.published: set[tuple[UUID, str]] = set()
         self._publisher: asyncio.Task | None = None
+        # What ended waits leave to write (cursors, token voiding, heartbeats), written after their replies.
+        self._bookkeeping = services.Bookkeeping()
+        self._writer: asyncio.Task | None = None
 
     # --- waiters -----------------------------------------------------------
 
-    async def open(self, *, thread_id: str, agent_id: UUID, after_seq: int, for_agent: str | None) -> Waiter:
+    async def open(
+        self, *, thread_id: str, agent_id: UUID, after_seq: int, for_agent: str | None, limit: int = 100
+    ) -> Waiter:
         """Register a waiter; subscribe to the thread first if it is the thread's first."""
-        waiter = Waiter(thread_id=thread_id, agent_id=agent_id, for_agent=for_agent, seen_seq=after_seq)
+        waiter = Waiter(thread_id=thread_id, agent_id=agent_id, for_agent=for_agent, seen_seq=after_seq, limit=limit)
         async with self._lock:
             if self.channel_name is None:
                 # The default prefix: channels-redis lets one coroutine at a time
@@ -171,29 +217,62 @@ class WaitingRoom:
         try:
             while self._batch:
                 batch, self._batch = self._batch, []
-                cursors: list = []
+                bookkeeping = services.Bookkeeping()
                 try:
-                    results = await database_sync_to_async(services.serve_waits)([r for r, _ in batch], later=cursors)
+                    results = await database_sync_to_async(services.serve_waits)(
+                        [r for r, _ in batch], later=bookkeeping
+                    )
                 except Exception as error:  # a bug or a database outage: every request of the batch fails
                     results = [error] * len(batch)
                 for (_request, future), result in zip(batch, results):
                     if not future.done():  # done: its wait was cancelled meanwhile
                         future.set_result(result)
-                if cursors:
-                    # The batch's delivery cursors, once its replies are on their way (one statement).
-                    try:
-                        await database_sync_to_async(services.advance_cursors)(cursors)
-                    except Exception:
-                        logger.warning("Could not move the cursors of a wake-up", exc_info=True)
+                self.write_later(bookkeeping)
         finally:
             self._serving = False
+
+    def end_from_event(self, request: services.WaitRequest, handed: EncodedList) -> services.WaitResult:
+        """End a wait with the messages its wake-up events carried: no database read, a signed token."""
+        last_seq = handed[-1]["seq"]
+        [sync] = services.issue_reply_tokens([(request.thread_id, request.agent.pk, last_seq)])
+        result = services.WaitResult(messages=handed, has_more=False, read_seq=last_seq, sync=sync, payload=handed)
+        self.write_later(services.ended_wait(request, result))
+        return result
+
+    def write_later(self, bookkeeping: services.Bookkeeping) -> None:
+        """Write what ended waits leave (cursors, token voiding, heartbeats) once the replies now due are sent.
+
+        The writer task starts behind the waiters woken with it, so it runs
+        after they handed their replies to their sockets; everything that
+        piles up meanwhile goes in its next transaction.
+        """
+        if not bookkeeping.advances and not bookkeeping.woken:
+            return
+        self._bookkeeping.extend(bookkeeping)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_bookkeeping(), name="agentchat-waiters-bookkeeping")
+
+    async def _write_bookkeeping(self) -> None:
+        while self._bookkeeping.advances or self._bookkeeping.woken:
+            bookkeeping, self._bookkeeping = self._bookkeeping, services.Bookkeeping()
+            try:
+                await database_sync_to_async(services.write_bookkeeping)(bookkeeping)
+            except Exception:
+                logger.warning("Could not write the cursors and heartbeats of ended waits", exc_info=True)
 
     def waiting_agent_ids(self) -> set[UUID]:
         return {w.agent_id for members in self.waiters.values() for w in members}
 
-    def wake(self, thread_id: str, seq: int, targets: list[str] | None) -> None:
-        for waiter in self.waiters.get(thread_id, ()):
-            waiter.offer(seq, targets)
+    def wake(self, thread_id: str, seq: int, targets: list[str] | None, message: dict | None = None) -> None:
+        waiters = self.waiters.get(thread_id)
+        if not waiters:
+            return
+        handed = None
+        if message is not None and message.get("seq") == seq:
+            payload = EncodedList([message])
+            handed = Handed(payload=payload, size=len(payload.encoded.encode()) - 2)
+        for waiter in waiters:
+            waiter.offer(seq, targets, handed)
 
     # --- channel layer -------------------------------------------------------
 
@@ -215,7 +294,13 @@ class WaitingRoom:
 
     def _heard(self, event: dict[str, Any]) -> None:
         if event.get("type") == "thread.message":
-            self.wake(str(event.get("thread_id")), int(event.get("seq", 0)), event.get("targets"))
+            message = event.get("message")
+            self.wake(
+                str(event.get("thread_id")),
+                int(event.get("seq", 0)),
+                event.get("targets"),
+                message if isinstance(message, dict) else None,
+            )
 
     # --- housekeeping ----------------------------------------------------------
 
@@ -304,7 +389,9 @@ async def wait_for_messages(
     request = services.WaitRequest(
         agent=agent, thread_id=thread_id, after_seq=after_seq, limit=limit, for_agent=for_agent, finish=False
     )
-    waiter = await room.open(thread_id=thread_id, agent_id=agent.pk, after_seq=after_seq, for_agent=for_agent)
+    waiter = await room.open(
+        thread_id=thread_id, agent_id=agent.pk, after_seq=after_seq, for_agent=for_agent, limit=limit
+    )
     announced = False  # "waiting now" is announced only by a wait that goes to sleep
     try:
         await room.cover_heartbeat(agent.pk)
@@ -318,7 +405,11 @@ async def wait_for_messages(
                 room.started_waiting(agent.pk, thread_id)
             if remaining <= 0 or not await waiter.sleep(remaining):
                 break
-            result = await room.serve(request)
+            handed = waiter.take_handed()
+            if handed is not None:
+                result = room.end_from_event(request, handed)
+            else:
+                result = await room.serve(request)
     finally:
         await room.close(waiter)
         if announced:

@@ -12,7 +12,7 @@ from agentchat import errors
 from agents import services
 from agents.models import Agent, AgentNameCounter
 from threads import services as thread_services
-from threads.models import Message, ReplyToken, Thread
+from threads.models import Message, Participant, Thread
 
 pytestmark = pytest.mark.django_db
 
@@ -166,7 +166,7 @@ def test_purge_deletes_agents_inactive_longer_than_the_days_and_keeps_their_mess
     kept = Message.objects.get(pk=message.pk)
     assert (kept.author_id, kept.author_name, kept.content) == (None, gone.name, "my words stay")
     assert Thread.objects.get(pk=thread.pk).creator_id is None
-    assert not ReplyToken.objects.filter(agent_id=gone.pk).exists()
+    assert not Participant.objects.filter(agent_id=gone.pk).exists()
     assert run("--days", "30").startswith("Deleted 0 agent(s)")  # a second run changes nothing
 
 

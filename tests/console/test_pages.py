@@ -12,7 +12,7 @@ from django.utils import timezone
 from agents.models import Agent
 from tests.support.domain import STAFF
 from threads import services
-from threads.models import Message, ReplyToken, Thread
+from threads.models import Message, Thread
 
 pytestmark = pytest.mark.django_db
 
@@ -103,11 +103,11 @@ def test_query_counts_do_not_grow_with_a_100000_message_thread(admin_client, dja
 def thread(make_agent):
     agent, token = make_agent(ide="Zed", model="Opus")
     thread, sync = services.create_thread(agent=agent, topic="perm test")
-    services.post_message(
+    _, chain = services.post_message(
         agent=agent, thread_id=str(thread.pk), content="hello", expected_last_seq=0, reply_token=sync.reply_token
     )
     thread.refresh_from_db()
-    thread.secrets = [token, agent.token_hash, *ReplyToken.objects.values_list("token_hash", flat=True)]
+    thread.secrets = [token, agent.token_hash, sync.reply_token, chain.reply_token]
     return thread
 
 

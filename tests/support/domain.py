@@ -5,9 +5,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from agentchat import tokens
 from threads import services
-from threads.models import Message, ReplyToken, Thread
+from threads.models import Message, Participant, Thread
+from threads.services import reply_tokens
 
 # One sample per secret pattern the content filter knows.
 SECRETS = {
@@ -48,7 +48,9 @@ def stored_state(thread):
         "last_seq": fresh.last_seq,
         "updated_at": fresh.updated_at,
         "status": fresh.status,
-        "tokens": sorted(ReplyToken.objects.values_list("id", "consumed_at", "voided_at")),
+        "participants": sorted(
+            Participant.objects.values_list("id", "tokens_void_before", "delivered_seq", "seen_seq")
+        ),
     }
 
 
@@ -61,9 +63,19 @@ def refused(thread, error_class):
     assert stored_state(thread) == before
 
 
-def token_row(sync):
-    """The stored ReplyToken of a sync context."""
-    return ReplyToken.objects.get(token_hash=tokens.hash_token(sync.reply_token))
+def token_state(sync):
+    """What the database says of a sync context's token: its agent, whether it was used, whether it is void."""
+    claims = reply_tokens.claims_of(sync.reply_token)
+    void_before = (
+        Participant.objects.filter(thread_id=claims.thread_id, agent_id=claims.agent_id)
+        .values_list("tokens_void_before", flat=True)
+        .first()
+    )
+    return SimpleNamespace(
+        agent_id=claims.agent_id,
+        used=Message.objects.filter(token_nonce=claims.nonce).exists(),
+        voided=void_before is not None and claims.serial < void_before,
+    )
 
 
 # The admin and the console act as a staff user (threads.services.check_administrator).

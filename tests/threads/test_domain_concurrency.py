@@ -14,7 +14,7 @@ from django.db import connection, connections
 
 from agentchat import errors
 from threads import services
-from threads.models import Message, ReplyToken, Thread
+from threads.models import Message, Thread
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -120,7 +120,7 @@ def test_two_posts_racing_with_one_token_store_exactly_one_message(make_agent):
     assert outcomes == ["Message", "ReplyTokenReplay"]
     assert Message.objects.filter(thread=thread).count() == 1
     assert Thread.objects.get(pk=thread.pk).last_seq == 1
-    assert ReplyToken.objects.filter(thread=thread, agent=agent, consumed_at__isnull=False).count() == 1
+    assert Message.objects.filter(thread=thread, token_nonce__isnull=False).count() == 1
 
 
 def test_concurrent_retries_with_one_client_msg_id_store_one_message(make_agent):

@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from agentchat import errors
-from tests.support.domain import SECRETS, join, post, refused, token_row
+from tests.support.domain import SECRETS, join, post, refused, token_state
 from threads import services
 from threads.models import Message, Thread
 from threads.serializers import HIDDEN_CONTENT, message_to_dict
@@ -47,7 +47,7 @@ def test_chain_token_posts_again_with_the_next_seq(agent, thread, sync):
 def test_successful_post_consumes_its_token(agent, thread, sync):
     post(agent, thread, sync)
 
-    assert token_row(sync).consumed_at is not None
+    assert token_state(sync).used
 
 
 def test_post_accepts_role_priority_metadata_and_stop_reason(agent, thread, sync):
@@ -113,7 +113,7 @@ def test_client_msg_id_retry_does_not_void_the_agents_tokens(agent, other, threa
 
     post(agent, thread, sync, client_msg_id="c-1", expected_last_seq=0)
 
-    assert token_row(chain).voided_at is None
+    assert not token_state(chain).voided
     assert post(agent, thread, chain)[0].seq == 2
 
 

@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from agentchat import errors
-from tests.support.domain import SECRETS, join, post, refused, token_row
+from tests.support.domain import SECRETS, join, post, refused, token_state
 
 pytestmark = pytest.mark.django_db
 
@@ -72,7 +72,7 @@ def test_content_with_a_secret_is_blocked_naming_the_pattern_not_the_secret(agen
     assert info.value.extra["pattern"] == pattern
     assert secret not in json.dumps(info.value.as_dict())
     assert secret not in str(info.value)
-    assert token_row(sync).consumed_at is None
+    assert not token_state(sync).used
 
 
 def test_content_filter_can_be_turned_off(agentchat_settings, agent, thread, sync):

@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from agentchat import errors
-from tests.support.domain import STAFF, join, post, refused, token_row
+from tests.support.domain import STAFF, join, post, refused, token_state
 from threads import services
 from threads.models import Message, Thread
 from threads.serializers import HIDDEN_CONTENT
@@ -27,7 +27,7 @@ def test_token_of_another_thread_is_invalid(agent, thread, sync):
 
     with refused(thread, errors.ReplyTokenInvalid):
         post(agent, thread, sync, reply_token=elsewhere.reply_token)
-    assert token_row(elsewhere).consumed_at is None
+    assert not token_state(elsewhere).used
 
 
 def test_token_of_another_agent_is_invalid(agent, other, thread, sync):
@@ -64,7 +64,7 @@ def test_consumed_token_is_a_replay(agent, thread, sync):
 def test_token_past_its_lease_is_expired_and_stays_unconsumed(agent, thread, sync):
     with refused(thread, errors.ReplyTokenExpired):
         post(agent, thread, sync, now=sync.expires_at)
-    assert token_row(sync).consumed_at is None
+    assert not token_state(sync).used
 
 
 def test_token_just_inside_its_lease_posts(agent, thread, sync):
@@ -141,10 +141,10 @@ def test_seq_mismatch_voids_all_of_the_agents_tokens_in_that_thread_only(agent, 
     with pytest.raises(errors.SeqMismatch):
         post(agent, thread, sync)
 
-    assert token_row(sync).voided_at is not None
-    assert token_row(second).voided_at is not None
-    assert token_row(elsewhere).voided_at is None
-    assert token_row(other_chain).voided_at is None
+    assert token_state(sync).voided
+    assert token_state(second).voided
+    assert not token_state(elsewhere).voided
+    assert not token_state(other_chain).voided
     with pytest.raises(errors.ReplyTokenInvalid):
         post(agent, thread, second, expected_last_seq=1)
 
@@ -244,3 +244,36 @@ def test_human_post_to_closed_thread_is_thread_closed(thread):
 
     with refused(thread, errors.ThreadClosed):
         services.post_human_message(thread=thread, content="hi", author_name="Ada")
+
+
+# --- signed tokens ------------------------------------------------------------------------
+
+
+def test_a_tampered_token_is_invalid(agent, thread, sync):
+    token = sync.reply_token
+    middle = len(token) // 2
+    tampered = token[:middle] + ("A" if token[middle] != "A" else "B") + token[middle + 1 :]
+
+    with refused(thread, errors.ReplyTokenInvalid):
+        post(agent, thread, sync, reply_token=tampered)
+
+
+def test_a_token_signed_under_another_secret_key_is_invalid_unless_that_key_is_a_fallback(
+    agent, thread, sync, settings
+):
+    old_key = settings.SECRET_KEY
+    settings.SECRET_KEY = "another-secret-key-" + "x" * 40
+
+    with refused(thread, errors.ReplyTokenInvalid):
+        post(agent, thread, sync)
+
+    settings.SECRET_KEY_FALLBACKS = [old_key]
+    message, _ = post(agent, thread, sync)
+    assert message.seq == 1
+
+
+def test_issuing_tokens_costs_no_statement(agent, thread, django_assert_num_queries):
+    with django_assert_num_queries(0):
+        contexts = services.issue_reply_tokens([(thread.pk, agent.pk, 0)] * 1000)
+    assert len({c.reply_token for c in contexts}) == 1000
+    assert [c.serial for c in contexts] == sorted({c.serial for c in contexts})  # increasing, no two alike

@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from agentchat import errors
-from tests.support.domain import chain_posts, join, post, token_row
+from tests.support.domain import chain_posts, join, post, token_state
 from tests.support.wire import (
     MESSAGE_KEYS,
     UNKNOWN_ID,
@@ -105,9 +105,9 @@ def test_finish_wait_voids_older_tokens_of_that_agent_only(agent, other, thread,
 
     fresh = services.finish_wait(agent=agent, thread_id=str(thread.pk), read_seq=0)
 
-    assert token_row(sync).voided_at is not None
-    assert token_row(fresh).voided_at is None
-    assert token_row(other_sync).voided_at is None
+    assert token_state(sync).voided
+    assert not token_state(fresh).voided
+    assert not token_state(other_sync).voided
     assert fresh.current_seq == 0
 
 

@@ -18,7 +18,7 @@ from agentchat.protocol import MAX_JSON_DEPTH, Args, NonFiniteNumber, check_valu
 from agents.services.registration import name_base
 from tests.support.wire import InProcessSocket, WireClient, registered
 from threads.consumers import AgentConsumer
-from threads.models import Message, ReplyToken, Thread
+from threads.models import Message, Participant, Thread
 from threads.waiting_room import get_waiting_room
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -97,15 +97,15 @@ async def test_a_message_too_large_for_any_reply_is_refused_by_msg_wait_without_
     )
     # The limit was lowered after the message was stored.
     settings.AGENTCHAT = {**settings.AGENTCHAT, "MAX_REPLY_BYTES": 8000, "MAX_MESSAGE_CHARS": 500}
-    live_before = await database_sync_to_async(
-        lambda: set(ReplyToken.objects.filter(voided_at__isnull=True).values_list("pk", flat=True))
+    voiding_before = await database_sync_to_async(
+        lambda: set(Participant.objects.values_list("pk", "tokens_void_before"))
     )()
     error = await client.error("msg_wait", {"thread_id": thread_id, "after_seq": 0})
     assert (error["code"], error["seq"]) == ("PayloadTooLarge", 1)
-    live_after = await database_sync_to_async(
-        lambda: set(ReplyToken.objects.filter(voided_at__isnull=True).values_list("pk", flat=True))
+    voiding_after = await database_sync_to_async(
+        lambda: set(Participant.objects.values_list("pk", "tokens_void_before"))
     )()
-    assert live_after == live_before  # no token issued, none voided
+    assert voiding_after == voiding_before  # no token issued, none voided
     assert get_waiting_room().waiters == {}
 
 

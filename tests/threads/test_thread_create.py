@@ -4,7 +4,7 @@ import pytest
 from channels.db import database_sync_to_async
 
 from agentchat import errors
-from tests.support.domain import STAFF, token_row
+from tests.support.domain import STAFF, token_state
 from tests.support.wire import (
     THREAD_KEYS,
     assert_sync_context,
@@ -23,7 +23,7 @@ def test_create_thread_starts_in_discuss_with_creator_and_a_token_at_seq_0(agent
     assert thread.creator == agent
     assert thread.last_seq == 0
     assert sync.current_seq == 0
-    assert token_row(sync).agent == agent
+    assert token_state(sync).agent_id == agent.pk
 
 
 @pytest.mark.parametrize("topic", ["plan", "  plan  "])

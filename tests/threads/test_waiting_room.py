@@ -10,10 +10,13 @@ from channels.db import database_sync_to_async
 from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 
+from agentchat.transport import EncodedList
 from agents import services as agent_services
 from agents.models import Agent
 from tests.support.wire import registered
-from threads.waiting_room import Waiter, WaitingRoom, get_waiting_room
+from threads import events, services
+from threads.models import Participant
+from threads.waiting_room import Handed, Waiter, WaitingRoom, get_waiting_room
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -101,3 +104,142 @@ def test_a_filtered_waiter_still_wakes_for_an_earlier_message_that_arrives_late(
     assert not waiter.event.is_set()
     waiter.offer(5, ["me"])  # seq 5, for us, arrives late (another process's event)
     assert waiter.event.is_set()
+
+
+# --- wake-ups that carry their message ----------------------------------------------------
+
+
+def handed(seq: int, content: str = "m") -> Handed:
+    payload = EncodedList([{"seq": seq, "content": content}])
+    return Handed(payload=payload, size=len(payload.encoded) - 2)
+
+
+def test_a_waiter_keeps_the_messages_its_events_carry_while_they_run_on_from_what_it_read():
+    waiter = Waiter(thread_id="t", agent_id=None, for_agent=None, seen_seq=4)
+    waiter.offer(5, [], handed(5, "five"))
+    waiter.offer(6, [], handed(6, "six"))
+    assert [m["content"] for m in waiter.take_handed()] == ["five", "six"]
+    assert waiter.take_handed() is None  # taken once
+
+
+@pytest.mark.parametrize(
+    "offers",
+    [
+        [(6, True)],  # seq 5 was never carried: a gap
+        [(5, True), (7, True)],  # a gap after the first
+        [(5, False)],  # the event carried no message (too large)
+        [(5, True), (6, False)],
+    ],
+)
+def test_a_waiter_reads_the_database_when_its_events_leave_a_gap_or_carry_no_message(offers):
+    waiter = Waiter(thread_id="t", agent_id=None, for_agent=None, seen_seq=4)
+    for seq, carried in offers:
+        waiter.offer(seq, [], handed(seq) if carried else None)
+    assert waiter.event.is_set()
+    assert waiter.take_handed() is None
+
+
+def test_a_waiter_takes_no_more_carried_messages_than_its_limit():
+    waiter = Waiter(thread_id="t", agent_id=None, for_agent=None, seen_seq=0, limit=2)
+    for seq in (1, 2, 3):
+        waiter.offer(seq, [], handed(seq))
+    assert waiter.take_handed() is None
+
+
+def test_carried_messages_are_not_used_once_a_read_went_past_them():
+    waiter = Waiter(thread_id="t", agent_id=None, for_agent=None, seen_seq=4)
+    waiter.offer(5, [], handed(5))
+    waiter.seen_seq = 5  # a read returned seq 5 meanwhile
+    assert waiter.take_handed() is None
+
+
+def test_a_filtered_waiter_keeps_only_a_carried_message_for_it():
+    waiter = Waiter(thread_id="t", agent_id=None, for_agent="me", seen_seq=4)
+    waiter.offer(5, ["me"], handed(5, "for me"))
+    assert [m["content"] for m in waiter.take_handed()] == ["for me"]
+
+
+async def test_a_wake_up_that_carries_its_message_reads_nothing_and_returns_what_a_read_would(connect, monkeypatch):
+    poster, _ = await registered(connect, model="Poster")
+    created = await poster.call("thread_create", {"topic": "carried"})
+    thread_id = created["thread"]["thread_id"]
+    waiters = [(await registered(connect, model=f"W{n}"))[0] for n in range(3)]
+    held = [await w.call("bus_connect", {"thread_id": thread_id}) for w in waiters]
+    requests = [
+        await w.send("msg_wait", {"thread_id": thread_id, "after_seq": 0, "timeout_ms": 20000}) for w in waiters
+    ]
+    room = get_waiting_room()
+    for _ in range(200):
+        if sum(map(len, room.waiters.values())) == 3:
+            break
+        await asyncio.sleep(0.02)
+    reads = []
+    original = services.serve_waits
+    monkeypatch.setattr(
+        services, "serve_waits", lambda requests, **kw: reads.append(requests) or original(requests, **kw)
+    )
+
+    await poster.call(
+        "msg_post",
+        {
+            "thread_id": thread_id,
+            "content": "carried along",
+            "expected_last_seq": 0,
+            "reply_token": created["reply_token"],
+            "metadata": {"mentions": [str(held[0]["agent"]["agent_id"])]},
+        },
+    )
+    results = [(await w.reply(r, timeout=10))["result"] for w, r in zip(waiters, requests)]
+    assert reads == []  # no waiter read the database
+    listed = await waiters[0].call("msg_list", {"thread_id": thread_id, "after_seq": 0})
+    for result in results:
+        assert result["messages"] == listed["messages"]
+        assert (result["has_more"], result["current_seq"]) == (False, 1)
+
+    # The tokens work; the older ones are void once the bookkeeping is written.
+    for _ in range(100):
+        if room._writer is None or room._writer.done():
+            break
+        await asyncio.sleep(0.02)
+    stale = await waiters[1].error(
+        "msg_post",
+        {"thread_id": thread_id, "content": "old", "expected_last_seq": 1, "reply_token": held[1]["reply_token"]},
+    )
+    assert stale["code"] == "ReplyTokenInvalid"
+    posted = await waiters[1].call(
+        "msg_post",
+        {"thread_id": thread_id, "content": "new", "expected_last_seq": 1, "reply_token": results[1]["reply_token"]},
+    )
+    assert posted["message"]["seq"] == 2
+    # The mention was delivered and counted as owed, as a read would have.
+    row = await database_sync_to_async(Participant.objects.get)(
+        thread_id=thread_id, agent_id=held[0]["agent"]["agent_id"]
+    )
+    assert (row.delivered_seq, row.owed_seq) == (1, 1)
+
+
+async def test_a_wake_up_whose_message_is_too_large_to_carry_is_read_from_the_database(connect, monkeypatch):
+    monkeypatch.setattr(events, "EVENT_MESSAGE_BYTES", 10)
+    poster, _ = await registered(connect, model="Poster")
+    created = await poster.call("thread_create", {"topic": "large"})
+    thread_id = created["thread"]["thread_id"]
+    waiter, _ = await registered(connect, model="W")
+    request = await waiter.send("msg_wait", {"thread_id": thread_id, "after_seq": 0, "timeout_ms": 20000})
+    room = get_waiting_room()
+    for _ in range(200):
+        if room.waiters:
+            break
+        await asyncio.sleep(0.02)
+    reads = []
+    original = services.serve_waits
+    monkeypatch.setattr(
+        services, "serve_waits", lambda requests, **kw: reads.append(requests) or original(requests, **kw)
+    )
+
+    await poster.call(
+        "msg_post",
+        {"thread_id": thread_id, "content": "x" * 100, "expected_last_seq": 0, "reply_token": created["reply_token"]},
+    )
+    result = (await waiter.reply(request, timeout=10))["result"]
+    assert [m["content"] for m in result["messages"]] == ["x" * 100]
+    assert len(reads) == 1

@@ -1,7 +1,7 @@
 """
 The threads' domain, split by job:
 
-- `reply_tokens`: issuing, redeeming, voiding and purging reply tokens (the lease and voiding rules);
+- `reply_tokens`: signing and checking reply tokens (the lease, single-use and voiding rules);
 - `lifecycle`: creating threads, state changes, closing (also idle ones, for cron) and archiving;
 - `administrator`: handing a thread's administrator role on;
 - `joining`: bus_connect and joining a thread;
@@ -36,11 +36,20 @@ from threads.services.lifecycle import (
 from threads.services.posting import STOP_REASONS, post_human_message, post_message
 from threads.services.reactions import MAX_REACTION_CHARS, MAX_REACTIONS_PER_MESSAGE, react, unreact
 from threads.services.reading import get_message_for, list_messages_for
-from threads.services.reply_tokens import SyncContext, issue_reply_token, issue_reply_tokens, purge_reply_tokens
-from threads.services.waits import WaitRequest, WaitResult, finish_wait, serve_waits
+from threads.services.reply_tokens import SyncContext, issue_reply_token, issue_reply_tokens
+from threads.services.waits import (
+    Bookkeeping,
+    WaitRequest,
+    WaitResult,
+    ended_wait,
+    finish_wait,
+    serve_waits,
+    write_bookkeeping,
+)
 
 __all__ = [
     "Advance",
+    "Bookkeeping",
     "BUS_AUTHOR",
     "BUS_GUIDANCE",
     "MAX_REACTIONS_PER_MESSAGE",
@@ -62,6 +71,7 @@ __all__ = [
     "create_thread",
     "dismiss_request",
     "edit_message",
+    "ended_wait",
     "finish_wait",
     "get_message_for",
     "idle_threads",
@@ -71,10 +81,10 @@ __all__ = [
     "list_messages_for",
     "post_human_message",
     "post_message",
-    "purge_reply_tokens",
     "react",
     "serve_waits",
     "set_administrator",
     "set_thread_state",
     "unreact",
+    "write_bookkeeping",
 ]

@@ -9,17 +9,17 @@ from django.utils import timezone
 
 from agentchat.errors import BadRequest, NotFound
 from agents.models import Agent
-from threads.models import Message, ReplyToken, Thread
+from threads.models import Message, Participant, Thread
 from threads.services.announcements import actor_name, announce
 from threads.services.lifecycle import check_administrator
 from threads.services.locks import lock_thread
 
 
 def is_participant(thread: Thread, agent: Agent) -> bool:
-    """Whether the agent takes part in the thread: it posted there, or joined it (holds a reply token for it)."""
+    """Whether the agent takes part in the thread: it posted there, or joined, created, read or waited on it."""
     return (
-        Message.objects.filter(thread=thread, author=agent).exists()
-        or ReplyToken.objects.filter(thread=thread, agent=agent).exists()
+        Participant.objects.filter(thread=thread, agent=agent).exists()
+        or Message.objects.filter(thread=thread, author=agent).exists()
     )
 
 

@@ -13,6 +13,9 @@ post) and it writes them all in ONE multi-row upsert, whatever their number:
 - msg_list, msg_get, bus_connect, thread_create and a SeqMismatch write one
   statement for their request.
 
+The same upsert moves `tokens_void_before`, the serial below which the
+agent's reply tokens for the thread are void (msg_wait's end, a SeqMismatch).
+
 Cursors only move forward: the upsert keeps the larger of the stored and the
 new seq (`CASE WHEN excluded.x > t.x`, portable across SQLite and
 PostgreSQL), with the time of the move.
@@ -27,7 +30,7 @@ from django.utils import timezone
 
 from threads.models import Message, Participant, addressees
 
-# Rows per statement (11 parameters a row; SQLite allows 32,766 a statement).
+# Rows per statement (12 parameters a row; SQLite allows 32,766 a statement).
 _CHUNK = 1000
 
 
@@ -42,6 +45,8 @@ class Advance:
     # The first message addressed to the agent among those delivered now.
     owed_seq: int | None = None
     last_post_seq: int | None = None
+    # Void the agent's reply tokens issued before this serial (threads.services.reply_tokens).
+    void_before: int = 0
 
     def merge(self, other: "Advance") -> "Advance":
         owed = [s for s in (self.owed_seq, other.owed_seq) if s is not None]
@@ -52,25 +57,26 @@ class Advance:
             seen_seq=max(self.seen_seq, other.seen_seq),
             owed_seq=min(owed) if owed else None,
             last_post_seq=max(posts) if posts else None,
+            void_before=max(self.void_before, other.void_before),
         )
 
 
-def delivery(*, thread_id: Any, agent_id: Any, messages: list[Message], seen_seq: int = 0) -> Advance:
-    """The Advance of handing `messages` (of one thread) to an agent in a reply."""
+def delivery(*, thread_id: Any, agent_id: Any, messages: list[Message | dict], seen_seq: int = 0) -> Advance:
+    """The Advance of handing `messages` (of one thread; models, or dicts as agents see them) to an agent."""
     me = str(agent_id)
     owed = None
+    newest = 0
     for message in messages:
-        if str(message.author_id) == me:
+        if isinstance(message, dict):
+            seq, author, metadata = message["seq"], message["author_id"], message["metadata"]
+        else:
+            seq, author, metadata = message.seq, message.author_id, message.metadata
+        newest = max(newest, seq)
+        if str(author) == me:
             owed = None  # its own post answers what came before
-        elif owed is None and me in addressees(message.metadata):
-            owed = message.seq
-    return Advance(
-        thread_id=thread_id,
-        agent_id=agent_id,
-        delivered_seq=max((m.seq for m in messages), default=0),
-        seen_seq=seen_seq,
-        owed_seq=owed,
-    )
+        elif owed is None and me in addressees(metadata):
+            owed = seq
+    return Advance(thread_id=thread_id, agent_id=agent_id, delivered_seq=newest, seen_seq=seen_seq, owed_seq=owed)
 
 
 def _update_clause() -> str:
@@ -95,6 +101,8 @@ def _update_clause() -> str:
             f"THEN excluded.last_post_seq ELSE {t}.last_post_seq END",
             f"owed_since = CASE WHEN {newly_owed} THEN excluded.owed_since ELSE {t}.owed_since END",
             f"owed_seq = CASE WHEN {newly_owed} THEN excluded.owed_seq ELSE {t}.owed_seq END",
+            f"tokens_void_before = CASE WHEN excluded.tokens_void_before > {t}.tokens_void_before "
+            f"THEN excluded.tokens_void_before ELSE {t}.tokens_void_before END",
         ]
     )
 
@@ -110,6 +118,7 @@ COLUMNS = [
     "last_post_at",
     "owed_seq",
     "owed_since",
+    "tokens_void_before",
     "joined_at",
 ]
 
@@ -141,6 +150,7 @@ def advance_cursors(advances: list[Advance], *, now: datetime | None = None) -> 
                 moment if a.last_post_seq is not None else None,
                 a.owed_seq,
                 moment if a.owed_seq is not None else None,
+                a.void_before,
                 moment,
             ]
         )

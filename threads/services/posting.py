@@ -6,12 +6,13 @@ row lock: agents' posts (`post_message`, after the sync rules) and humans'
 posts from the admin (`post_human_message`) alike.
 """
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Subquery
+from django.db.models import Exists, OuterRef, Subquery
 from django.utils import timezone
 
 from agentchat import ratelimit
@@ -23,6 +24,8 @@ from agentchat.errors import (
     PayloadTooLarge,
     ProtocolError,
     RateLimited,
+    ReplyTokenInvalid,
+    ReplyTokenReplay,
     SeqMismatch,
     ThreadClosed,
 )
@@ -31,17 +34,18 @@ from agents import services as agent_services
 from agents.models import Agent
 from threads import events, search, selectors
 from threads.content_filter import find_secret
-from threads.models import Message, Thread, addressees
-from threads.serializers import messages_to_list
+from threads.models import Message, Participant, Thread, addressees
+from threads.serializers import message_to_dict, messages_to_list
 from threads.services import human_requests
 from threads.services.cursors import Advance, advance_cursors, delivery
 from threads.services.locks import lock_thread
 from threads.services.reply_tokens import (
+    Claims,
     SyncContext,
+    check_reply_token,
     issue_reply_token,
-    redeem_reply_token,
-    use_reply_token,
-    void_reply_tokens,
+    read_reply_token,
+    void_all_before,
 )
 
 STOP_REASONS = {"convergence", "timeout", "error", "complete", "impasse"}
@@ -175,6 +179,7 @@ def append_message(
     client_msg_id: str | None = None,
     from_bus: bool = False,
     rate_limited: RateLimited | None = None,
+    token_nonce: int | None = None,
 ) -> Message:
     """Append a message to a thread whose row the caller holds locked (and an agent author's row too).
 
@@ -212,10 +217,14 @@ def append_message(
         reply_to=reply_to,
         metadata=metadata,
         client_msg_id=client_msg_id,
+        token_nonce=token_nonce,
     )
     search.index_message(message, created=True)
     thread_pk, seq, targets = thread.pk, message.seq, addressees(message.metadata)
-    transaction.on_commit(lambda: events.broadcast_message(thread_id=thread_pk, seq=seq, targets=targets))
+    as_agents_see_it = message_to_dict(message)
+    transaction.on_commit(
+        lambda: events.broadcast_message(thread_id=thread_pk, seq=seq, targets=targets, message=as_agents_see_it)
+    )
     return message
 
 
@@ -223,6 +232,26 @@ def _replayed(agent: Agent, client_msg_id: str | None) -> Message | None:
     if client_msg_id is None:
         return None
     return Message.objects.filter(author=agent, client_msg_id=client_msg_id).first()
+
+
+def _token_state(claims: Claims | None, *, thread: Thread, agent: Agent) -> dict[str, Any]:
+    """Subqueries for the agent's locking statement: was this token used, and the agent's voiding serial here."""
+    if claims is None:
+        return {}
+    return {
+        "token_used": Exists(Message.objects.filter(token_nonce=claims.nonce)),
+        "tokens_void_before": Subquery(
+            Participant.objects.filter(thread_id=thread.pk, agent_id=OuterRef("pk")).values("tokens_void_before")[:1]
+        ),
+    }
+
+
+def _token_used(token: str | None, *, thread_id: str, agent: Agent) -> bool:
+    try:
+        claims = read_reply_token(token or "", thread_id=thread_id, agent_id=agent.pk)
+    except (ReplyTokenInvalid, ValueError):
+        return False
+    return Message.objects.filter(token_nonce=claims.nonce).exists()
 
 
 def _replay_context(message: Message, agent: Agent) -> SyncContext:
@@ -284,11 +313,14 @@ def post_message(
             now=now or timezone.now(),
         )
     except IntegrityError:
-        # The same client_msg_id committed by a concurrent retry in another thread.
+        # The same client_msg_id committed by a concurrent retry in another thread,
+        # or the same reply token used by a concurrent post.
         replayed = _replayed(agent, client_msg_id)
-        if replayed is None:
-            raise
-        return replayed, _replay_context(replayed, agent)
+        if replayed is not None:
+            return replayed, _replay_context(replayed, agent)
+        if _token_used(reply_token, thread_id=thread_id, agent=agent):
+            raise ReplyTokenReplay("This reply token was already used; use the one your last post returned.") from None
+        raise
     except ProtocolError:
         # Refused under the lock (NotFound, a token error...): a retry of a stored post is still answered.
         replayed = _replayed(agent, client_msg_id)
@@ -320,30 +352,32 @@ def _post_locked(
     # processes, so that the rate limit's count is exact. The count is its own
     # statement after the lock: a subquery of the locking statement would read
     # the snapshot taken before the lock was granted, and miss the post that
-    # held it.
-    agent_services.lock_agent(agent)
+    # held it. The token's state (used? voided?) rides in the agent's locking
+    # statement: it starts once the thread's lock is granted, so it sees every
+    # post of this thread committed before.
+    try:
+        claims: Claims | None = read_reply_token(reply_token, thread_id=thread.pk, agent_id=agent.pk)
+    except ReplyTokenInvalid:
+        claims = None
+    token_state = agent_services.lock_agent(agent, **_token_state(claims, thread=thread, agent=agent))
     rate_limited = _rate_limit_refusal(agent, now)
-
-    behind = thread.last_seq - expected_last_seq > settings.AGENTCHAT["SEQ_TOLERANCE"]
-    if expected_last_seq > thread.last_seq or behind:
-        # Refused whatever the token: check it without consuming it, so that its error comes first.
-        redeem_reply_token(token=reply_token, thread_id=thread.pk, agent_id=agent.pk, now=now)
-    else:
-        use_reply_token(token=reply_token, thread_id=thread.pk, agent_id=agent.pk, now=now)
+    if claims is None:
+        raise ReplyTokenInvalid("This reply token is not valid for this agent and thread.")
+    check_reply_token(
+        claims, void_before=token_state["tokens_void_before"], consumed=token_state["token_used"], now=now
+    )
     if expected_last_seq > thread.last_seq:
         raise BadRequest(
             f"expected_last_seq {expected_last_seq} is ahead of the thread (seq {thread.last_seq}).",
             field="expected_last_seq",
         )
-    if behind:
+    if thread.last_seq - expected_last_seq > settings.AGENTCHAT["SEQ_TOLERANCE"]:
         # Behind: void the agent's tokens (committed), then refuse with what it missed.
-        void_reply_tokens(thread_id=thread.pk, agent_ids=[agent.pk], now=now)
         missed = selectors.list_messages(thread=thread, after_seq=expected_last_seq, limit=NEW_MESSAGES_ON_MISMATCH)
         new_messages = take_within(messages_to_list(missed), reply_budget())
-        # Handed to the agent in the error: delivered (committed with the voiding).
-        advance_cursors(
-            [delivery(thread_id=thread.pk, agent_id=agent.pk, messages=missed[: len(new_messages)])], now=now
-        )
+        # Handed to the agent in the error: delivered (committed with the voiding, in one statement).
+        handed = delivery(thread_id=thread.pk, agent_id=agent.pk, messages=missed[: len(new_messages)])
+        advance_cursors([replace(handed, void_before=void_all_before(now))], now=now)
         return SeqMismatch(
             f"The thread moved on to seq {thread.last_seq}; read the new messages, then msg_wait for a fresh token.",
             current_seq=thread.last_seq,
@@ -353,7 +387,13 @@ def _post_locked(
         )
 
     message = append_message(
-        thread=thread, now=now, author=agent, author_name=agent.name, rate_limited=rate_limited, **fields
+        thread=thread,
+        now=now,
+        author=agent,
+        author_name=agent.name,
+        rate_limited=rate_limited,
+        token_nonce=claims.nonce,
+        **fields,
     )
     sync = issue_reply_token(thread_id=thread.pk, agent_id=agent.pk, read_seq=message.seq, now=now)
     # The post's one statement for cursors: what the agent read (its expected_last_seq) and its post.

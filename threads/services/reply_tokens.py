@@ -1,27 +1,49 @@
 """
 Reply tokens: permission to post once in a thread, having read up to a seq.
 
-The one home of the lease and voiding rules. A token is issued by
-`issue_reply_tokens` (for one agent or for every agent a wake-up ends the wait
-of), is checked and consumed by `redeem_reply_token` inside a post's
-transaction, and is voided when the agent falls behind (SeqMismatch) or a
-newer msg_wait supersedes it. Only the SHA-256 of a token is stored.
+The one home of the token rules. A token is signed by the server, not stored:
+it carries the thread, the agent, the seq read, when it was issued (a serial,
+unique and increasing in a process), its expiry and a random nonce, with an
+HMAC of them keyed by SECRET_KEY (tokens signed under SECRET_KEY_FALLBACKS are
+accepted too). So issuing tokens costs no database statement, however many a
+wake-up issues. What the database keeps is small and per use, not per token:
+
+- **single use**: the message a token was used for stores its nonce
+  (`Message.token_nonce`, unique), so a second use is `ReplyTokenReplay`;
+- **voiding**: `Participant.tokens_void_before` holds a serial per agent and
+  thread; a token issued before it is void (`ReplyTokenInvalid`). msg_wait
+  moves it to its own token's serial when it ends (voiding the agent's older
+  tokens), a SeqMismatch past every token issued so far. It rides in the
+  cursor upsert (`threads.services.cursors`), which a request writes anyway.
+
+A token that is malformed, forged, signed under another key, or another
+agent's or thread's is `ReplyTokenInvalid`; one past its lease is
+`ReplyTokenExpired`.
 """
 
-import functools
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets
+import struct
+import threading
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import Q
 from django.utils import timezone
 
-from agentchat import tokens
 from agentchat.errors import ReplyTokenExpired, ReplyTokenInvalid, ReplyTokenReplay
 from agents.serializers import iso
-from threads.models import ReplyToken
+
+PREFIX = "rt1."
+# thread, agent (16 bytes each), read seq, issued serial, expiry (microseconds), nonce
+_PAYLOAD = struct.Struct(">16s16sQqqq")
+_MAC_BYTES = 16
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -32,6 +54,9 @@ class SyncContext:
     reply_token: str
     expires_at: datetime
     max_new_messages: int
+    # The token's serial: the agent's older tokens are void once this is stored
+    # as the thread's `tokens_void_before` for the agent (msg_wait does).
+    serial: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -42,135 +67,131 @@ class SyncContext:
 
 
 @dataclass(frozen=True)
-class Grant:
-    """One token to issue: this agent has read this thread up to `read_seq`."""
+class Claims:
+    """What a valid signature vouches for."""
 
-    thread_id: Any
-    agent_id: Any
+    thread_id: UUID
+    agent_id: UUID
     read_seq: int
+    serial: int
+    expires_us: int
+    nonce: int
 
 
-def issue_reply_token(
-    *, thread_id: Any, agent_id: Any, read_seq: int, void_older: bool = False, now: datetime | None = None
-) -> SyncContext:
-    """Issue one token (see `issue_reply_tokens`)."""
-    [context] = issue_reply_tokens([Grant(thread_id, agent_id, read_seq)], void_older=void_older, now=now)
+def microseconds(moment: datetime) -> int:
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+class _Serials:
+    """Issue serials: the issuing time in microseconds, made strictly increasing within the process."""
+
+    def __init__(self) -> None:
+        self._last = 0
+        self._lock = threading.Lock()
+
+    def next(self, now: datetime, count: int = 1) -> int:
+        """The first of `count` consecutive serials, none below `now`."""
+        with self._lock:
+            first = max(microseconds(now), self._last + 1)
+            self._last = first + count - 1
+        return first
+
+
+serials = _Serials()
+
+
+def _key(secret: str) -> bytes:
+    return hashlib.sha256(b"agentchat.reply-token:" + secret.encode()).digest()
+
+
+def _mac(key: bytes, payload: bytes) -> bytes:
+    return hmac.new(key, payload, hashlib.sha256).digest()[:_MAC_BYTES]
+
+
+def issue_reply_token(*, thread_id: Any, agent_id: Any, read_seq: int, now: datetime | None = None) -> SyncContext:
+    """A fresh token for an agent that has read a thread up to `read_seq`. No database statement."""
+    [context] = issue_reply_tokens([(thread_id, agent_id, read_seq)], now=now)
     return context
 
 
-@transaction.atomic(savepoint=False)  # inside a post's transaction: no savepoint round trips
-def issue_reply_tokens(grants: list[Grant], *, void_older: bool, now: datetime | None = None) -> list[SyncContext]:
-    """Issue a token per grant, in order; with `void_older`, first void the agents' other live tokens.
-
-    msg_wait and SeqMismatch void (the agent's newest read supersedes what it
-    held); a post's chain token, bus_connect and thread_create do not.
-    """
+def issue_reply_tokens(grants: list[tuple[Any, Any, int]], *, now: datetime | None = None) -> list[SyncContext]:
+    """A token per (thread_id, agent_id, read_seq) grant, in order, with increasing serials."""
     now = now or timezone.now()
-    if not grants:
-        return []
-    if void_older:
-        by_thread: dict[Any, set] = {}
-        for grant in grants:
-            by_thread.setdefault(grant.thread_id, set()).add(grant.agent_id)
-        for thread_id, agent_ids in by_thread.items():
-            void_reply_tokens(thread_id=thread_id, agent_ids=agent_ids, now=now)
     conf = settings.AGENTCHAT
     expires_at = now + timedelta(seconds=conf["REPLY_TOKEN_LEASE_SECONDS"])
-    contexts, rows = [], []
-    for grant in grants:
-        token = tokens.new_token()
-        rows.append((tokens.hash_token(token), grant.thread_id, grant.agent_id, grant.read_seq))
+    expires_us = microseconds(expires_at)
+    key = _key(settings.SECRET_KEY)
+    first = serials.next(now, len(grants))
+    contexts = []
+    thread_bytes: dict[Any, bytes] = {}  # a wake-up's grants share their thread
+    for offset, (thread_id, agent_id, read_seq) in enumerate(grants):
+        if thread_id not in thread_bytes:
+            thread_bytes[thread_id] = _uuid(thread_id).bytes
+        serial = first + offset
+        payload = _PAYLOAD.pack(
+            thread_bytes[thread_id], _uuid(agent_id).bytes, read_seq, serial, expires_us, secrets.randbits(63)
+        )
+        token = PREFIX + base64.urlsafe_b64encode(payload + _mac(key, payload)).decode().rstrip("=")
         contexts.append(
             SyncContext(
-                current_seq=grant.read_seq,
+                current_seq=read_seq,
                 reply_token=token,
                 expires_at=expires_at,
                 max_new_messages=conf["SEQ_TOLERANCE"],
+                serial=serial,
             )
         )
-    _insert_tokens(rows, created_at=now, expires_at=expires_at)
     return contexts
 
 
-def void_reply_tokens(*, thread_id: Any, agent_ids: set | list, now: datetime) -> None:
-    """Void the live tokens of these agents in a thread (one UPDATE)."""
-    ReplyToken.objects.filter(
-        thread_id=thread_id, agent_id__in=agent_ids, consumed_at__isnull=True, voided_at__isnull=True
-    ).update(voided_at=now)
+def claims_of(token: str) -> Claims:
+    """The claims of a token this server signed, whoever it was issued to; ReplyTokenInvalid otherwise."""
+    invalid = ReplyTokenInvalid("This reply token is not valid for this agent and thread.")
+    if not isinstance(token, str) or not token.startswith(PREFIX) or len(token) > 200:
+        raise invalid
+    try:
+        raw = base64.urlsafe_b64decode(token[len(PREFIX) :] + "=" * (-len(token) % 4))
+    except (binascii.Error, ValueError):
+        raise invalid from None
+    payload, mac = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
+    if len(payload) != _PAYLOAD.size:
+        raise invalid
+    secrets_to_try = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
+    if not any(hmac.compare_digest(_mac(_key(secret), payload), mac) for secret in secrets_to_try):
+        raise invalid
+    thread, agent, read_seq, serial, expires_us, nonce = _PAYLOAD.unpack(payload)
+    return Claims(UUID(bytes=thread), UUID(bytes=agent), read_seq, serial, expires_us, nonce)
 
 
-def redeem_reply_token(*, token: str, thread_id: Any, agent_id: Any, now: datetime) -> ReplyToken:
-    """Check a presented token for a post (inside the post's transaction); return it, unconsumed yet.
+def read_reply_token(token: str, *, thread_id: Any, agent_id: Any) -> Claims:
+    """The claims of a token signed by this server for this agent and thread; ReplyTokenInvalid otherwise.
 
-    Raises ReplyTokenInvalid (unknown, another agent's or thread's, voided),
-    ReplyTokenReplay (already consumed) or ReplyTokenExpired (past its lease).
+    Neither single use, voiding nor expiry is checked here (see `check_reply_token`).
     """
-    row = ReplyToken.objects.filter(token_hash=tokens.hash_token(token)).first()
-    if row is None or row.thread_id != thread_id or row.agent_id != agent_id or row.voided_at:
+    claims = claims_of(token)
+    try:
+        mine = claims.thread_id == _uuid(thread_id) and claims.agent_id == _uuid(agent_id)
+    except ValueError:
+        mine = False
+    if not mine:
         raise ReplyTokenInvalid("This reply token is not valid for this agent and thread.")
-    if row.consumed_at is not None:
+    return claims
+
+
+def check_reply_token(claims: Claims, *, void_before: int | None, consumed: bool, now: datetime) -> None:
+    """Refuse a signed token that is void, already used, or expired (in that order of errors)."""
+    if void_before is not None and claims.serial < void_before:
+        raise ReplyTokenInvalid("This reply token was voided by a newer msg_wait or a SeqMismatch.")
+    if consumed:
         raise ReplyTokenReplay("This reply token was already used; use the one your last post returned.")
-    if row.expires_at <= now:
+    if claims.expires_us <= microseconds(now):
         raise ReplyTokenExpired("This reply token's lease ran out; call msg_wait for a fresh one.")
-    return row
 
 
-def use_reply_token(*, token: str, thread_id: Any, agent_id: Any, now: datetime) -> None:
-    """Consume a presented token for a post, in one conditional UPDATE; the token errors when it cannot be used.
-
-    The success path (a live token of this agent and thread) costs one
-    statement; only a refused token costs a second one, to say why. The
-    caller's transaction undoes the consumption if the post is refused later.
-    """
-    used = ReplyToken.objects.filter(
-        token_hash=tokens.hash_token(token),
-        thread_id=thread_id,
-        agent_id=agent_id,
-        consumed_at__isnull=True,
-        voided_at__isnull=True,
-        expires_at__gt=now,
-    ).update(consumed_at=now)
-    if not used:
-        redeem_reply_token(token=token, thread_id=thread_id, agent_id=agent_id, now=now)  # raises the right error
-        raise ReplyTokenInvalid("This reply token is not valid for this agent and thread.")  # pragma: no cover
+def void_all_before(now: datetime) -> int:
+    """A `tokens_void_before` that voids every token issued so far (a SeqMismatch)."""
+    return serials.next(now)
 
 
-def purge_reply_tokens(*, dry_run: bool = False, now: datetime | None = None) -> int:
-    """Delete reply tokens that can never be used again: consumed, voided or expired."""
-    now = now or timezone.now()
-    dead = ReplyToken.objects.filter(Q(consumed_at__isnull=False) | Q(voided_at__isnull=False) | Q(expires_at__lte=now))
-    if dry_run:
-        return dead.count()
-    deleted, _ = dead.delete()
-    return deleted
-
-
-def _insert_tokens(rows: list[tuple[str, Any, Any, int]], *, created_at: datetime, expires_at: datetime) -> None:
-    """Insert (token_hash, thread_id, agent_id, issued_seq) rows as multi-row INSERTs.
-
-    Equivalent to ReplyToken.objects.bulk_create, without building a model
-    instance and compiling parameters per row: for the 1,000 tokens of a
-    wake-up that is most of the batch's time.
-    """
-    fields = {f.name: f for f in ReplyToken._meta.concrete_fields}
-    columns = ["token_hash", "thread", "agent", "issued_seq", "created_at", "expires_at"]
-    # Each distinct value is prepared once (a wake-up's tokens share their thread).
-    prepare = [functools.lru_cache(maxsize=None)(functools.partial(_prep, fields[name])) for name in columns[1:3]]
-    moments = [
-        fields["created_at"].get_db_prep_value(created_at, connection),
-        fields["expires_at"].get_db_prep_value(expires_at, connection),
-    ]
-    sql_columns = ", ".join(connection.ops.quote_name(fields[name].column) for name in columns)
-    table = connection.ops.quote_name(ReplyToken._meta.db_table)
-    with connection.cursor() as cursor:
-        for start in range(0, len(rows), 1000):  # 6,000 parameters a statement at most
-            chunk = rows[start : start + 1000]
-            params = []
-            for token_hash, thread_id, agent_id, issued_seq in chunk:
-                params.extend((token_hash, prepare[0](thread_id), prepare[1](agent_id), issued_seq, *moments))
-            values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(chunk))
-            cursor.execute(f"INSERT INTO {table} ({sql_columns}) VALUES {values}", params)
-
-
-def _prep(field: Any, value: Any) -> Any:
-    return field.get_db_prep_value(value, connection)
+def _uuid(value: Any) -> UUID:
+    return value if isinstance(value, UUID) else UUID(str(value))

@@ -1,6 +1,6 @@
 """msg_wait's reads and endings, served in batches for the process's waiting room (threads/waiting_room.py)."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from django.db import transaction
@@ -13,14 +13,44 @@ from agents.models import Agent
 from threads import selectors
 from threads.models import Message
 from threads.services.cursors import Advance, advance_cursors, delivery
-from threads.services.reply_tokens import Grant, SyncContext, issue_reply_token, issue_reply_tokens
+from threads.services.reply_tokens import SyncContext, issue_reply_token, issue_reply_tokens
 
 
 @transaction.atomic
 def finish_wait(*, agent: Agent, thread_id: str, read_seq: int) -> SyncContext:
-    """End a msg_wait: void the agent's older tokens and issue a fresh one."""
+    """End a msg_wait: issue a fresh token and void the agent's older ones."""
     thread = selectors.get_thread(thread_id=thread_id)
-    return issue_reply_token(thread_id=thread.pk, agent_id=agent.pk, read_seq=read_seq, void_older=True)
+    sync = issue_reply_token(thread_id=thread.pk, agent_id=agent.pk, read_seq=read_seq)
+    advance_cursors([Advance(thread_id=thread.pk, agent_id=agent.pk, void_before=sync.serial)])
+    return sync
+
+
+@dataclass
+class Bookkeeping:
+    """What ending waits leave to write: cursors and token voiding (`advances`), heartbeats of the woken agents.
+
+    Nothing in it changes what the waits return, so the waiting room writes it
+    once their replies are on their way (`write_bookkeeping`, one transaction).
+    """
+
+    advances: list[Advance] = field(default_factory=list)
+    woken: set = field(default_factory=set)
+
+    def extend(self, other: "Bookkeeping") -> None:
+        self.advances.extend(other.advances)
+        self.woken |= other.woken
+
+
+@transaction.atomic
+def write_bookkeeping(bookkeeping: Bookkeeping, *, now: datetime | None = None) -> None:
+    """Move the cursors (and voiding serials) in one statement; store the woken agents' heartbeats if due.
+
+    A wait's end counts as a heartbeat like any op, coalesced the same way
+    (agents.services.presence): most wake-ups store none.
+    """
+    now = now or timezone.now()
+    agent_services.store_heartbeats(agent_services.heartbeat_writes.claim(bookkeeping.woken), now=now)
+    advance_cursors(bookkeeping.advances, now=now)
 
 
 @dataclass(frozen=True)
@@ -48,18 +78,18 @@ class WaitResult:
 
 
 def serve_waits(
-    requests: list[WaitRequest], *, now: datetime | None = None, later: list[Advance] | None = None
+    requests: list[WaitRequest], *, now: datetime | None = None, later: Bookkeeping | None = None
 ) -> list[WaitResult | ProtocolError]:
     """Serve many msg_wait looks at once: what each would return, and tokens for those that end.
 
     A post wakes every waiter of a thread at the same moment; serving them as
-    one batch costs one read per distinct (thread, after_seq, filter, limit)
-    and two writes for all the new tokens, instead of a handful of statements
-    per waiter. The cursors of every agent in the batch (what it was handed,
-    the `after_seq` it showed it read) cost one more statement for the batch:
-    written here, or, given a `later` list, appended to it for the caller to
-    write once the replies are on their way (the waiting room does, so that a
-    wake-up's replies never wait for the cursors).
+    one batch costs one read per distinct (thread, after_seq, filter, limit).
+    The tokens are signed, not stored. The cursors of every agent in the batch
+    (what it was handed, the `after_seq` it showed it read, the voiding of its
+    older tokens) and the heartbeats of the woken agents are written in one
+    transaction (`write_bookkeeping`): here, or, given `later`, added to it for
+    the caller to write once the replies are on their way (the waiting room
+    does, so that a wake-up's replies never wait for the database's writes).
     """
     now = now or timezone.now()
     reads: dict[tuple, selectors.WaitRead | ProtocolError] = {}
@@ -75,7 +105,7 @@ def serve_waits(
 
     results: list[WaitResult | ProtocolError] = []
     ending: list[tuple[WaitResult, WaitRequest]] = []
-    advances: list[Advance] = []
+    bookkeeping = Bookkeeping()
     for r in requests:
         read = reads[(r.thread_id, r.after_seq, r.for_agent, r.limit)]
         if isinstance(read, ProtocolError):  # refused: no token issued, none voided
@@ -85,37 +115,32 @@ def serve_waits(
             messages=read.messages, has_more=read.has_more, read_seq=read.read_seq, sync=None, payload=read.payload
         )
         results.append(result)
-        advances.append(
-            delivery(
-                thread_id=r.thread_id,
-                agent_id=r.agent.pk,
-                messages=read.messages,
-                # What the agent showed it read, never past what the thread holds.
-                seen_seq=min(r.after_seq, read.read_seq),
-            )
-        )
         if read.messages or r.finish:
             ending.append((result, r))
+        else:
+            bookkeeping.advances.append(
+                delivery(
+                    thread_id=r.thread_id, agent_id=r.agent.pk, messages=[], seen_seq=min(r.after_seq, read.read_seq)
+                )
+            )
+    grants = [(r.thread_id, r.agent.pk, result.read_seq) for result, r in ending]
+    for (result, r), sync in zip(ending, issue_reply_tokens(grants, now=now)):
+        result.sync = sync
+        bookkeeping.extend(ended_wait(r, result))
     if later is not None:
-        later.extend(advances)
-        advances = []
-    if ending:
-        _end_waits(ending, advances, now=now)
-    elif advances:
-        advance_cursors(advances, now=now)
+        later.extend(bookkeeping)
+    elif bookkeeping.advances or bookkeeping.woken:
+        write_bookkeeping(bookkeeping, now=now)
     return results
 
 
-@transaction.atomic
-def _end_waits(ending: list[tuple[WaitResult, WaitRequest]], advances: list[Advance], *, now: datetime) -> None:
-    """Give each ending wait its fresh token (voiding the agents' older ones), count it as a heartbeat.
-
-    Then move the cursors of the whole batch (`advances`, one statement).
-    """
-    grants = [Grant(r.thread_id, r.agent.pk, result.read_seq) for result, r in ending]
-    for (result, _r), sync in zip(ending, issue_reply_tokens(grants, void_older=True, now=now)):
-        result.sync = sync
-    # The agent's own heartbeats resume from here.
-    agent_services.refresh_heartbeats(agent_ids={r.agent.pk for _result, r in ending}, now=now)
-    # Last, after the token rows: the same lock order as a post (token, then participant).
-    advance_cursors(advances, now=now)
+def ended_wait(request: WaitRequest, result: WaitResult) -> Bookkeeping:
+    """What a wait that ended with `result` leaves to write: its cursors, its token voiding, its heartbeat."""
+    advance = delivery(
+        thread_id=request.thread_id,
+        agent_id=request.agent.pk,
+        messages=result.messages,
+        # What the agent showed it read, never past what the thread holds.
+        seen_seq=min(request.after_seq, result.read_seq),
+    )
+    return Bookkeeping(advances=[replace(advance, void_before=result.sync.serial)], woken={request.agent.pk})

@@ -1,17 +1,16 @@
-"""Delete reply tokens that can never be used again (run from cron)."""
+"""Kept for existing crontabs: reply tokens are signed, not stored, so there is nothing to purge."""
 
 from django.core.management.base import BaseCommand
 
-from threads import services
-
 
 class Command(BaseCommand):
-    help = "Delete consumed, voided and expired reply tokens."
+    help = "Obsolete: reply tokens are signed by the server and not stored; this deletes nothing."
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--dry-run", action="store_true", help="Report what would change; change nothing.")
+        parser.add_argument("--dry-run", action="store_true", help="Accepted for existing crontabs; changes nothing.")
 
     def handle(self, *args, dry_run: bool, **options) -> None:
-        count = services.purge_reply_tokens(dry_run=dry_run)
-        verb = "Would delete" if dry_run else "Deleted"
-        self.stdout.write(self.style.SUCCESS(f"{verb} {count} reply token(s)."))
+        self.stdout.write(
+            "Reply tokens are signed by the server and not stored: there is nothing to purge. "
+            "Remove this command from your crontab."
+        )
