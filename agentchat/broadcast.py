@@ -5,7 +5,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import SyncToAsync, async_to_sync
 from channels.layers import get_channel_layer
 
 logger = logging.getLogger("agentchat.broadcast")
@@ -18,12 +18,50 @@ def group_send(group: str, message: dict[str, Any]) -> None:
     stays stored, and a lost wake-up is caught by the waiters' periodic
     re-check (threads/waiting_room.py). `message` must hold only JSON types, since
     channels-redis sends it as msgpack.
+
+    On the database thread of a server process (code run by
+    `database_sync_to_async`), the send is handed to the process's event loop
+    and this returns at once: the request that committed does not wait for the
+    channel layer. Sends handed over this way start in the order they were
+    handed. Elsewhere (management commands, tests) it sends and returns after.
     """
     layer = get_channel_layer()
     if layer is None:
         return
+    loop = _serving_event_loop()
+    if loop is not None:
+        loop.call_soon_threadsafe(_start_send, layer, group, message)
+        return
     try:
         async_to_sync(layer.group_send)(group, message)
+    except Exception:
+        logger.warning("Could not send %s to group %s", message.get("type"), group, exc_info=True)
+
+
+def _serving_event_loop() -> asyncio.AbstractEventLoop | None:
+    """The running event loop this thread works for, when it is a `sync_to_async` worker thread; else None."""
+    loop = getattr(SyncToAsync.threadlocal, "main_event_loop", None)
+    if loop is None or not loop.is_running():
+        return None
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return loop  # a worker thread: no loop of its own
+    return None
+
+
+_sends: set[asyncio.Task] = set()
+
+
+def _start_send(layer: Any, group: str, message: dict[str, Any]) -> None:
+    task = asyncio.get_running_loop().create_task(_send(layer, group, message))
+    _sends.add(task)  # the loop holds tasks only weakly
+    task.add_done_callback(_sends.discard)
+
+
+async def _send(layer: Any, group: str, message: dict[str, Any]) -> None:
+    try:
+        await layer.group_send(group, message)
     except Exception:
         logger.warning("Could not send %s to group %s", message.get("type"), group, exc_info=True)
 

@@ -43,7 +43,7 @@ import asyncio
 import logging
 import time
 import weakref
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 from uuid import UUID
 
@@ -74,6 +74,11 @@ class Handed:
     size: int
 
 
+def _time_out(sleeping: asyncio.Future) -> None:
+    if not sleeping.done():
+        sleeping.set_result(False)
+
+
 @dataclass(eq=False)
 class Waiter:
     thread_id: str
@@ -82,7 +87,9 @@ class Waiter:
     # The newest seq this waiter has looked at; only newer messages wake it.
     seen_seq: int
     limit: int = 100
-    event: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set when offered a message; `sleep` returns at once while it is set.
+    rung: bool = False
+    _sleeping: asyncio.Future | None = None
     # Messages handed over by the wake-up events themselves, in seq order and
     # contiguous from `handed_from`; `stale` when an event could not be added
     # (it carried no message, or broke the run): then the database is read.
@@ -100,7 +107,9 @@ class Waiter:
             # processes, and an earlier message for us must still wake us.
             return
         self._hand(seq, message)
-        self.event.set()
+        self.rung = True
+        if self._sleeping is not None and not self._sleeping.done():
+            self._sleeping.set_result(True)
 
     def _hand(self, seq: int, message: Handed | None) -> None:
         if self.stale:
@@ -126,13 +135,22 @@ class Waiter:
         return handed if usable else None
 
     async def sleep(self, timeout: float) -> bool:
-        """Sleep until offered a message or the timeout passes; True when woken."""
-        try:
-            await asyncio.wait_for(self.event.wait(), timeout)
-        except TimeoutError:
-            return False
-        self.event.clear()
-        return True
+        """Sleep until offered a message or the timeout passes; True when woken.
+
+        One future and one timer: a wake-up of a thousand waiters is a
+        thousand callbacks, not the tasks and callbacks of asyncio.wait_for.
+        """
+        if not self.rung:
+            loop = asyncio.get_running_loop()
+            self._sleeping = loop.create_future()
+            timer = loop.call_later(timeout, _time_out, self._sleeping)
+            try:
+                await self._sleeping
+            finally:
+                timer.cancel()
+                self._sleeping = None
+        woken, self.rung = self.rung, False
+        return woken
 
 
 class WaitingRoom:

@@ -101,9 +101,9 @@ async def test_a_wait_far_from_the_next_tick_stores_its_heartbeat_at_once(agentc
 def test_a_filtered_waiter_still_wakes_for_an_earlier_message_that_arrives_late():
     waiter = Waiter(thread_id="t", agent_id=None, for_agent="me", seen_seq=4)
     waiter.offer(6, ["someone-else"])  # seq 6 is not for us and arrives first
-    assert not waiter.event.is_set()
+    assert not waiter.rung
     waiter.offer(5, ["me"])  # seq 5, for us, arrives late (another process's event)
-    assert waiter.event.is_set()
+    assert waiter.rung
 
 
 # --- wake-ups that carry their message ----------------------------------------------------
@@ -135,7 +135,7 @@ def test_a_waiter_reads_the_database_when_its_events_leave_a_gap_or_carry_no_mes
     waiter = Waiter(thread_id="t", agent_id=None, for_agent=None, seen_seq=4)
     for seq, carried in offers:
         waiter.offer(seq, [], handed(seq) if carried else None)
-    assert waiter.event.is_set()
+    assert waiter.rung
     assert waiter.take_handed() is None
 
 

@@ -43,13 +43,13 @@ class Bookkeeping:
 
 @transaction.atomic
 def write_bookkeeping(bookkeeping: Bookkeeping, *, now: datetime | None = None) -> None:
-    """Move the cursors (and voiding serials) in one statement; store the woken agents' heartbeats if due.
+    """Move the cursors (and voiding serials) in one statement; store the woken agents' heartbeats in one more.
 
-    A wait's end counts as a heartbeat like any op, coalesced the same way
-    (agents.services.presence): most wake-ups store none.
+    The heartbeat at a wait's end gives a woken agent a whole timeout to
+    answer, and the next wait of the agent then has a fresh one to start from.
     """
     now = now or timezone.now()
-    agent_services.store_heartbeats(agent_services.heartbeat_writes.claim(bookkeeping.woken), now=now)
+    agent_services.refresh_heartbeats(agent_ids=bookkeeping.woken, now=now)
     advance_cursors(bookkeeping.advances, now=now)
 
 
