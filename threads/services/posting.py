@@ -12,7 +12,6 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef, Subquery
 from django.utils import timezone
 
 from agentchat import ratelimit
@@ -30,13 +29,12 @@ from agentchat.errors import (
     ThreadClosed,
 )
 from agentchat.transport import reply_budget, size, take_within
-from agents import services as agent_services
 from agents.models import Agent
 from threads import events, search, selectors
 from threads.content_filter import find_secret
-from threads.models import Message, Participant, Thread, addressees
+from threads.models import Message, Thread, addressees
 from threads.serializers import message_to_dict, messages_to_list
-from threads.services import human_requests
+from threads.services import human_requests, statements
 from threads.services.cursors import Advance, advance_cursors, delivery
 from threads.services.locks import lock_thread
 from threads.services.reply_tokens import (
@@ -204,8 +202,8 @@ def append_message(
 
     thread.last_seq += 1
     thread.updated_at = now
-    thread.save(update_fields=["last_seq", "updated_at"])
-    message = Message.objects.create(
+    statements.save_thread_seq(thread)
+    message = Message(
         thread=thread,
         seq=thread.last_seq,
         created_at=now,
@@ -219,6 +217,7 @@ def append_message(
         client_msg_id=client_msg_id,
         token_nonce=token_nonce,
     )
+    statements.insert_message(message)
     search.index_message(message, created=True)
     thread_pk, seq, targets = thread.pk, message.seq, addressees(message.metadata)
     as_agents_see_it = message_to_dict(message)
@@ -232,18 +231,6 @@ def _replayed(agent: Agent, client_msg_id: str | None) -> Message | None:
     if client_msg_id is None:
         return None
     return Message.objects.filter(author=agent, client_msg_id=client_msg_id).first()
-
-
-def _token_state(claims: Claims | None, *, thread: Thread, agent: Agent) -> dict[str, Any]:
-    """Subqueries for the agent's locking statement: was this token used, and the agent's voiding serial here."""
-    if claims is None:
-        return {}
-    return {
-        "token_used": Exists(Message.objects.filter(token_nonce=claims.nonce)),
-        "tokens_void_before": Subquery(
-            Participant.objects.filter(thread_id=thread.pk, agent_id=OuterRef("pk")).values("tokens_void_before")[:1]
-        ),
-    }
 
 
 def _token_used(token: str | None, *, thread_id: str, agent: Agent) -> bool:
@@ -339,12 +326,8 @@ def _post_locked(
     # The row lock serializes posts to one thread: seq allocation, the token
     # and the insert below all see one consistent state. The same statement
     # looks for a stored retry (client_msg_id).
-    client_msg_id = fields["client_msg_id"]
-    replay = None
-    if client_msg_id is not None:
-        replay = Subquery(Message.objects.filter(author=agent, client_msg_id=client_msg_id).values("pk")[:1])
-    thread = lock_thread(thread_id, replayed_id=replay)
-    if getattr(thread, "replayed_id", None) is not None:  # a retry that won the lock first
+    thread = statements.lock_thread_for_post(thread_id, author=agent, client_msg_id=fields["client_msg_id"])
+    if thread.replayed_id is not None:  # a retry that won the lock first
         replayed = Message.objects.get(pk=thread.replayed_id)
         return replayed, _replay_context(replayed, agent)
     # Then the agent's row (always thread first, then agent): it refuses
@@ -359,13 +342,11 @@ def _post_locked(
         claims: Claims | None = read_reply_token(reply_token, thread_id=thread.pk, agent_id=agent.pk)
     except ReplyTokenInvalid:
         claims = None
-    token_state = agent_services.lock_agent(agent, **_token_state(claims, thread=thread, agent=agent))
+    token_used, void_before = statements.lock_agent_for_post(agent, thread=thread, claims=claims)
     rate_limited = _rate_limit_refusal(agent, now)
     if claims is None:
         raise ReplyTokenInvalid("This reply token is not valid for this agent and thread.")
-    check_reply_token(
-        claims, void_before=token_state["tokens_void_before"], consumed=token_state["token_used"], now=now
-    )
+    check_reply_token(claims, void_before=void_before, consumed=token_used, now=now)
     if expected_last_seq > thread.last_seq:
         raise BadRequest(
             f"expected_last_seq {expected_last_seq} is ahead of the thread (seq {thread.last_seq}).",
