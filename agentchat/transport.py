@@ -166,7 +166,8 @@ def encode_reply(request_id: Any, *, result: dict[str, Any] | None = None, error
         return dumps({"id": request_id, "ok": False, "error": error})
     text = _dumps_with_shared_lists({"id": request_id, "ok": True, "result": result})
     limit = settings.AGENTCHAT["MAX_REPLY_BYTES"]
-    length = len(text.encode("utf-8", "surrogatepass"))
+    # A character takes at most 4 bytes: most replies need no encoding to be measured.
+    length = len(text) if len(text) * 4 <= limit else len(text.encode("utf-8", "surrogatepass"))
     if length > limit:
         logger.warning("A reply of %d bytes was over the %d-byte limit; an error was sent instead.", length, limit)
         error = {

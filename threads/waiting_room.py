@@ -190,7 +190,11 @@ class WaitingRoom:
                 await self._subscribe(thread_id)
             members.add(waiter)
             if not self._tasks:
-                self.next_tick = time.monotonic() + settings.AGENTCHAT["HEARTBEAT_INTERVAL"]
+                # Keep the cadence of the ticks when the room empties and fills again
+                # (as a wake-up does): a tick still ahead stays where it was.
+                now = time.monotonic()
+                if self.next_tick <= now:
+                    self.next_tick = now + settings.AGENTCHAT["HEARTBEAT_INTERVAL"]
                 self._tasks = [
                     asyncio.create_task(self._receive_loop(), name="agentchat-waiters-receive"),
                     asyncio.create_task(self._tick_loop(), name="agentchat-waiters-tick"),
@@ -271,6 +275,10 @@ class WaitingRoom:
             self._writer = asyncio.create_task(self._write_bookkeeping(), name="agentchat-waiters-bookkeeping")
 
     async def _write_bookkeeping(self) -> None:
+        # Let the loop write the replies to their sockets first: the database
+        # thread would otherwise take the interpreter from it meanwhile.
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
         while self._bookkeeping.advances or self._bookkeeping.woken:
             bookkeeping, self._bookkeeping = self._bookkeeping, services.Bookkeeping()
             try:

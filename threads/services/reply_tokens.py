@@ -23,6 +23,7 @@ agent's or thread's is `ReplyTokenInvalid`; one past its lease is
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import secrets
@@ -100,6 +101,7 @@ class _Serials:
 serials = _Serials()
 
 
+@functools.lru_cache(maxsize=8)
 def _key(secret: str) -> bytes:
     return hashlib.sha256(b"agentchat.reply-token:" + secret.encode()).digest()
 
