@@ -22,6 +22,7 @@ except ImproperlyConfigured as error:
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from agentchat import quiet_gc  # noqa: E402
 from agentchat.mcp_bridge import McpBridge, WithMcp  # noqa: E402
 from agentchat.origins import browser_origin_validator  # noqa: E402
 from agentchat.routing import websocket_urlpatterns  # noqa: E402
@@ -39,6 +40,8 @@ gc.freeze()
 # Fewer, larger collections for a process holding thousands of sockets
 # (AGENTCHAT_GC_THRESHOLDS, agentchat/settings.py).
 gc.set_threshold(*settings.AGENTCHAT["GC_THRESHOLDS"])
+# ...and run them when nothing is going on, not in the middle of a wake-up.
+quiet_gc.enable()
 
 application = ProtocolTypeRouter(
     {

@@ -15,7 +15,7 @@ from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from agentchat import ops
+from agentchat import ops, quiet_gc
 from agentchat.errors import BadRequest, PayloadTooLarge, ProtocolError
 from agentchat.protocol import check_string, parse_frame
 from agentchat.transport import MAX_ID_CHARS, encode_reply
@@ -74,6 +74,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
         await self.session.close()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        quiet_gc.activity()
         try:
             request_id, name, args = self.parse(text_data)
         except ProtocolError as error:

@@ -51,6 +51,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from agentchat import quiet_gc
 from agentchat.broadcast import receive_forever
 from agentchat.transport import EncodedList, reply_budget
 from agents import events as agent_events
@@ -319,6 +320,7 @@ class WaitingRoom:
         await receive_forever(self.layer, self.channel_name, self._heard, what="Waiting room")
 
     def _heard(self, event: dict[str, Any]) -> None:
+        quiet_gc.activity()
         if event.get("type") == "thread.message":
             message = event.get("message")
             self.wake(
