@@ -10,18 +10,25 @@ docs/decisions.md link here.
   starts waiting on it and leaves when the last one stops. A post sends one
   event per group after it commits, so a Redis group has one member per
   process however many agents wait, and the process wakes its local waiters
-  in memory (an `asyncio.Event` each). The agent consumer has no channel of
+  in memory (a future and a timer each). The agent consumer has no channel of
   its own.
 - **Subscribe, then read, then sleep.** A wait joins the group before it reads
   the database, so a post that commits between the read and the sleep still
   wakes it. Waiters compare the event's `seq` with the newest seq they have
   seen, so old or duplicate events cost nothing; nothing reads the database
   while they sleep.
-- **Wake-ups are served in batches.** Every waiter woken by one post looks at
-  the database in one batch (`threads.services.serve_waits`): one read per
-  distinct `(thread, after_seq, for_agent, limit)` and two writes for all the
-  fresh reply tokens. Requests that arrive while a batch is in the database
-  form the next batch.
+- **Most wake-ups read nothing.** A post's event carries its message
+  (threads/events.py); a waiter that has read everything before it returns it
+  at once with a signed reply token (threads/services/reply_tokens.py), no
+  database involved (`Waiter.offer`, `WaitingRoom.end_from_event`). Other
+  waiters (a gap in what they saw, a message too large to carry) look at the
+  database in one batch (`threads.services.serve_waits`): one read per
+  distinct `(thread, after_seq, for_agent, limit)`. Requests that arrive while
+  a batch is in the database form the next batch.
+- **Writes come after the replies.** What ended waits leave to write (their
+  cursors, the voiding of their agents' older tokens, their heartbeats) is
+  written in one transaction once their replies are handed to the sockets
+  (`write_later`), two statements for a whole wake-up.
 - **Housekeeping, once per heartbeat interval while anyone waits:** one UPDATE
   refreshes the heartbeat of every agent waiting here; one SELECT of `last_seq`
   for the threads waited on wakes any waiter whose wake-up the channel layer
