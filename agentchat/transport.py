@@ -126,11 +126,15 @@ def configure_daphne() -> None:
 
     Also its TCP endpoints a listen backlog of LISTEN_BACKLOG (`daphne -b/-p`
     and `runserver`; the application is loaded before daphne builds them).
+    And no colours in autobahn's debug log lines: it formats their arguments
+    for every frame sent, logged or not, and colouring them with click was
+    about a twentieth of the server's time per woken waiter.
     """
     global _configured
     if _configured:
         return
     try:
+        import autobahn.util
         import daphne.cli
         from daphne.ws_protocol import WebSocketFactory
     except ImportError:  # pragma: no cover - another ASGI server
@@ -152,6 +156,7 @@ def configure_daphne() -> None:
         options.update(maxMessagePayloadSize=limit, maxFramePayloadSize=limit, failByDrop=False)
         original(factory, **options)
 
+    autobahn.util._HAS_CLICK = False
     WebSocketFactory.setProtocolOptions = set_protocol_options
     _configured = True
 

@@ -72,6 +72,8 @@ logger = logging.getLogger("agentchat.waiters")
 # Waits that start or stop within this window are published together (and a stop
 # followed by a start, as when a woken agent waits again, is not published at all).
 PRESENCE_BATCH_SECONDS = 0.2
+# Waiters woken per turn of the event loop (see WaitingRoom._ring).
+WAKE_BATCH = 50
 
 
 @dataclass(frozen=True)
@@ -106,16 +108,24 @@ class Waiter:
     handed_bytes: int = 0
     stale: bool = False
 
-    def offer(self, seq: int, targets: list[str] | None, message: Handed | None = None) -> None:
-        """Wake on a new message that may be for us (`targets` None: unknown); keep the message if it came along."""
+    def offer(self, seq: int, targets: list[str] | None, message: Handed | None = None) -> bool:
+        """Take a new message that may be for us (`targets` None: unknown), keeping it if it came along.
+
+        Returns whether the waiter is asleep and must be woken (`ring`); one
+        that is not sleeping now returns at once from its next `sleep`.
+        """
         if seq <= self.seen_seq:
-            return
+            return False
         if self.for_agent is not None and targets is not None and self.for_agent not in targets:
             # Not for us. seen_seq stays: events may arrive out of order across
             # processes, and an earlier message for us must still wake us.
-            return
+            return False
         self._hand(seq, message)
         self.rung = True
+        return self._sleeping is not None
+
+    def ring(self) -> None:
+        """Wake the waiter from its `sleep` (if it still sleeps)."""
         if self._sleeping is not None and not self._sleeping.done():
             self._sleeping.set_result(True)
 
@@ -179,6 +189,7 @@ class WaitingRoom:
         # What ended waits leave to write (cursors, token voiding, heartbeats), written after their replies.
         self._bookkeeping = services.Bookkeeping()
         self._writer: asyncio.Task | None = None
+        self._ringing = 0  # wake-ups still ringing their waiters in batches
 
     # --- waiters -----------------------------------------------------------
 
@@ -283,8 +294,10 @@ class WaitingRoom:
             self._writer = asyncio.create_task(self._write_bookkeeping(), name="agentchat-waiters-bookkeeping")
 
     async def _write_bookkeeping(self) -> None:
-        # Let the loop write the replies to their sockets first: the database
-        # thread would otherwise take the interpreter from it meanwhile.
+        # Let the loop wake every waiter and write the replies to their sockets
+        # first: the database thread would otherwise take the interpreter from it.
+        while self._ringing:
+            await asyncio.sleep(0)
         await asyncio.sleep(0)
         await asyncio.sleep(0)
         while self._bookkeeping.advances or self._bookkeeping.woken:
@@ -305,8 +318,26 @@ class WaitingRoom:
         if message is not None and message.get("seq") == seq:
             payload = EncodedList([message])
             handed = Handed(payload=payload, size=len(payload.encoded.encode()) - 2)
-        for waiter in waiters:
-            waiter.offer(seq, targets, handed)
+        asleep = [waiter for waiter in waiters if waiter.offer(seq, targets, handed)]
+        self._ring(asleep)
+
+    def _ring(self, asleep: list[Waiter]) -> None:
+        """Wake WAKE_BATCH waiters now and the rest in later turns of the event loop.
+
+        The loop writes to the sockets between its turns: the first replies
+        leave while the next waiters are served, instead of all of them after
+        the last one.
+        """
+        for waiter in asleep[:WAKE_BATCH]:
+            waiter.ring()
+        rest = asleep[WAKE_BATCH:]
+        if rest:
+            self._ringing += 1
+            asyncio.get_running_loop().call_soon(self._ring_rest, rest)
+
+    def _ring_rest(self, rest: list[Waiter]) -> None:
+        self._ringing -= 1
+        self._ring(rest)
 
     # --- channel layer -------------------------------------------------------
 

@@ -61,7 +61,9 @@ class Advance:
         )
 
 
-def delivery(*, thread_id: Any, agent_id: Any, messages: list[Message | dict], seen_seq: int = 0) -> Advance:
+def delivery(
+    *, thread_id: Any, agent_id: Any, messages: list[Message | dict], seen_seq: int = 0, void_before: int = 0
+) -> Advance:
     """The Advance of handing `messages` (of one thread; models, or dicts as agents see them) to an agent."""
     me = str(agent_id)
     owed = None
@@ -76,7 +78,14 @@ def delivery(*, thread_id: Any, agent_id: Any, messages: list[Message | dict], s
             owed = None  # its own post answers what came before
         elif owed is None and me in addressees(metadata):
             owed = seq
-    return Advance(thread_id=thread_id, agent_id=agent_id, delivered_seq=newest, seen_seq=seen_seq, owed_seq=owed)
+    return Advance(
+        thread_id=thread_id,
+        agent_id=agent_id,
+        delivered_seq=newest,
+        seen_seq=seen_seq,
+        owed_seq=owed,
+        void_before=void_before,
+    )
 
 
 def _update_clause() -> str:

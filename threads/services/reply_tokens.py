@@ -107,7 +107,7 @@ def _key(secret: str) -> bytes:
 
 
 def _mac(key: bytes, payload: bytes) -> bytes:
-    return hmac.new(key, payload, hashlib.sha256).digest()[:_MAC_BYTES]
+    return hmac.digest(key, payload, "sha256")[:_MAC_BYTES]
 
 
 def issue_reply_token(*, thread_id: Any, agent_id: Any, read_seq: int, now: datetime | None = None) -> SyncContext:
@@ -125,13 +125,10 @@ def issue_reply_tokens(grants: list[tuple[Any, Any, int]], *, now: datetime | No
     key = _key(settings.SECRET_KEY)
     first = serials.next(now, len(grants))
     contexts = []
-    thread_bytes: dict[Any, bytes] = {}  # a wake-up's grants share their thread
     for offset, (thread_id, agent_id, read_seq) in enumerate(grants):
-        if thread_id not in thread_bytes:
-            thread_bytes[thread_id] = _uuid(thread_id).bytes
         serial = first + offset
         payload = _PAYLOAD.pack(
-            thread_bytes[thread_id], _uuid(agent_id).bytes, read_seq, serial, expires_us, secrets.randbits(63)
+            _uuid_bytes(thread_id), _uuid_bytes(agent_id), read_seq, serial, expires_us, secrets.randbits(63)
         )
         token = PREFIX + base64.urlsafe_b64encode(payload + _mac(key, payload)).decode().rstrip("=")
         contexts.append(
@@ -193,6 +190,12 @@ def check_reply_token(claims: Claims, *, void_before: int | None, consumed: bool
 def void_all_before(now: datetime) -> int:
     """A `tokens_void_before` that voids every token issued so far (a SeqMismatch)."""
     return serials.next(now)
+
+
+@functools.lru_cache(maxsize=4096)
+def _uuid_bytes(value: Any) -> bytes:
+    """The 16 bytes of a UUID given as one or as text (a wake-up's tokens repeat their thread)."""
+    return _uuid(value).bytes
 
 
 def _uuid(value: Any) -> UUID:

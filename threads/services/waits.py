@@ -1,6 +1,6 @@
 """msg_wait's reads and endings, served in batches for the process's waiting room (threads/waiting_room.py)."""
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db import transaction
@@ -142,5 +142,6 @@ def ended_wait(request: WaitRequest, result: WaitResult) -> Bookkeeping:
         messages=result.messages,
         # What the agent showed it read, never past what the thread holds.
         seen_seq=min(request.after_seq, result.read_seq),
+        void_before=result.sync.serial,
     )
-    return Bookkeeping(advances=[replace(advance, void_before=result.sync.serial)], woken={request.agent.pk})
+    return Bookkeeping(advances=[advance], woken={request.agent.pk})
