@@ -19,7 +19,8 @@ without client heartbeats, all in this process.
    the waiters on process B.
 3. Posts per second: one agent posting with chain tokens (each post's reply
    token used by the next) in one thread, on SQLite and on PostgreSQL; and ten
-   agents in ten threads at once, on PostgreSQL.
+   agents in ten threads at once, on PostgreSQL, on one server process and
+   spread over two.
 4. Idle cost, on a fresh PostgreSQL + Redis process: 1,000 agents wait with no
    posts. The statements the database ran meanwhile come from PostgreSQL's own
    counters (`pg_stat_database.xact_commit + xact_rollback`, read from another
@@ -305,10 +306,17 @@ async def mcp_wake_figures(server: Daphne, posts: int) -> list[dict]:
 # --- (c) posts per second ----------------------------------------------------------------
 
 
-async def posts_per_second(url: str, agents: int, seconds: float) -> dict:
-    """Each agent posts in its own thread, one post after another, chaining reply tokens."""
-    log(f"posts per second, {agents} agent(s)")
-    clients = await connect_agents(url, agents, f"Poster{agents}x")
+async def posts_per_second(urls: list[str], agents: int, seconds: float) -> dict:
+    """Each agent posts in its own thread, one post after another, chaining reply tokens.
+
+    The agents connect to the servers of `urls` in turn (one server process
+    runs a process's database work on one thread: more processes, more
+    posts at once).
+    """
+    log(f"posts per second, {agents} agent(s), {len(urls)} process(es)")
+    clients = []
+    for n, url in enumerate(urls):
+        clients += await connect_agents(url, len(range(n, agents, len(urls))), f"Poster{agents}x{len(urls)}p{n}")
     threads = [await new_thread(client, "posts") for client in clients]
     round_trips: list[float] = []
 
@@ -329,6 +337,7 @@ async def posts_per_second(url: str, agents: int, seconds: float) -> dict:
     await close_all(clients)
     return {
         "agents": agents,
+        "processes": len(urls),
         "posts": sum(counts),
         "seconds": round(elapsed, 1),
         "posts_per_second": round(sum(counts) / elapsed, 1),
@@ -492,6 +501,7 @@ def print_table(report: dict) -> None:
         ("sqlite_one_agent", "posts/s, one agent, SQLite"),
         ("postgres_one_agent", "posts/s, one agent, PostgreSQL"),
         ("postgres_ten_agents", "posts/s, 10 agents in 10 threads, PostgreSQL"),
+        ("postgres_ten_agents_two_processes", "posts/s, 10 agents in 10 threads, PostgreSQL, two processes"),
     ):
         f = report["posts_per_second"][key]
         lines.append((label, f"{f['posts_per_second']} (p50 {f['round_trip_p50_ms']} ms)"))
@@ -615,7 +625,7 @@ def main() -> None:
                 print()
                 print_table(report)
                 return
-            sqlite_posts = asyncio.run(posts_per_second(server.url, 1, options.post_seconds))
+            sqlite_posts = asyncio.run(posts_per_second([server.url], 1, options.post_seconds))
 
     pg_env = server_env(options, postgres_database(options.postgres, options.pg_database), options.redis)
     migrate(pg_env)
@@ -624,8 +634,11 @@ def main() -> None:
         report["wake_two_processes_postgres_redis"] = asyncio.run(wake_figures(first, second, options.posts))
         report["posts_per_second"] = {
             "sqlite_one_agent": sqlite_posts,
-            "postgres_one_agent": asyncio.run(posts_per_second(first.url, 1, options.post_seconds)),
-            "postgres_ten_agents": asyncio.run(posts_per_second(first.url, 10, options.post_seconds)),
+            "postgres_one_agent": asyncio.run(posts_per_second([first.url], 1, options.post_seconds)),
+            "postgres_ten_agents": asyncio.run(posts_per_second([first.url], 10, options.post_seconds)),
+            "postgres_ten_agents_two_processes": asyncio.run(
+                posts_per_second([first.url, second.url], 10, options.post_seconds)
+            ),
         }
     with running_daphne(pg_env) as server:  # a fresh process: its memory holds nothing but the waiters
         idle = asyncio.run(idle_cost(server, options))

@@ -134,9 +134,15 @@ COLUMNS = [
 
 def advance_cursors(advances: list[Advance], *, now: datetime | None = None) -> None:
     """Move these cursors forward (creating the participants), in one statement per 1,000 agents."""
+    with connection.cursor() as cursor:
+        for sql, params in upserts(advances, now=now or timezone.now()):
+            cursor.execute(sql, params)
+
+
+def upserts(advances: list[Advance], *, now: datetime) -> list[tuple[str, list]]:
+    """The statements (SQL, parameters) of `advance_cursors`: one per 1,000 agents."""
     if not advances:
-        return
-    now = now or timezone.now()
+        return []
     merged: dict[tuple[str, str], Advance] = {}
     for advance in advances:
         key = (str(advance.thread_id), str(advance.agent_id))
@@ -167,11 +173,14 @@ def advance_cursors(advances: list[Advance], *, now: datetime | None = None) -> 
     columns = ", ".join(connection.ops.quote_name(c) for c in COLUMNS)
     placeholders = "(" + ", ".join(["%s"] * len(COLUMNS)) + ")"
     update = _update_clause()
-    with connection.cursor() as cursor:
-        for start in range(0, len(rows), _CHUNK):
-            chunk = rows[start : start + _CHUNK]
-            cursor.execute(
+    statements = []
+    for start in range(0, len(rows), _CHUNK):
+        chunk = rows[start : start + _CHUNK]
+        statements.append(
+            (
                 f"INSERT INTO {table} ({columns}) VALUES {', '.join([placeholders] * len(chunk))} "
                 f"ON CONFLICT (agent_id, thread_id) DO UPDATE SET {update}",
                 [value for row in chunk for value in row],
             )
+        )
+    return statements

@@ -35,7 +35,7 @@ from threads.content_filter import find_secret
 from threads.models import Message, Thread, addressees
 from threads.serializers import message_to_dict, messages_to_list
 from threads.services import human_requests, statements
-from threads.services.cursors import Advance, advance_cursors, delivery
+from threads.services.cursors import Advance, advance_cursors, delivery, upserts
 from threads.services.locks import lock_thread
 from threads.services.reply_tokens import (
     Claims,
@@ -150,6 +150,8 @@ def check_agent_role(role: str, priority: str) -> None:
 
 def _rate_limit_refusal(agent: Agent, now: datetime) -> RateLimited | None:
     """The RateLimited error past RATE_LIMIT_PER_MINUTE posts (the caller holds the agent's row lock), else None."""
+    if not settings.AGENTCHAT["RATE_LIMIT_PER_MINUTE"]:
+        return None
     try:
         ratelimit.enforce(
             Message.objects.filter(author=agent),
@@ -178,6 +180,7 @@ def append_message(
     from_bus: bool = False,
     rate_limited: RateLimited | None = None,
     token_nonce: int | None = None,
+    author_read_seq: int | None = None,
 ) -> Message:
     """Append a message to a thread whose row the caller holds locked (and an agent author's row too).
 
@@ -202,7 +205,6 @@ def append_message(
 
     thread.last_seq += 1
     thread.updated_at = now
-    statements.save_thread_seq(thread)
     message = Message(
         thread=thread,
         seq=thread.last_seq,
@@ -217,7 +219,12 @@ def append_message(
         client_msg_id=client_msg_id,
         token_nonce=token_nonce,
     )
-    statements.insert_message(message)
+    cursors = []
+    if author is not None and author_read_seq is not None:
+        # An agent's post moves its cursors: what it read (its expected_last_seq) and the post.
+        advance = Advance(thread_id=thread.pk, agent_id=author.pk, seen_seq=author_read_seq, last_post_seq=message.seq)
+        cursors = upserts([advance], now=now)
+    statements.store_message(thread, message, cursors)
     search.index_message(message, created=True)
     thread_pk, seq, targets = thread.pk, message.seq, addressees(message.metadata)
     as_agents_see_it = message_to_dict(message)
@@ -374,14 +381,10 @@ def _post_locked(
         author_name=agent.name,
         rate_limited=rate_limited,
         token_nonce=claims.nonce,
+        author_read_seq=expected_last_seq,
         **fields,
     )
     sync = issue_reply_token(thread_id=thread.pk, agent_id=agent.pk, read_seq=message.seq, now=now)
-    # The post's one statement for cursors: what the agent read (its expected_last_seq) and its post.
-    advance_cursors(
-        [Advance(thread_id=thread.pk, agent_id=agent.pk, seen_seq=expected_last_seq, last_post_seq=message.seq)],
-        now=now,
-    )
     if message.metadata.get("needs_human") is True:
         human_requests.open_request(message)
     return message, sync
