@@ -11,7 +11,7 @@ from channels.layers import get_channel_layer
 logger = logging.getLogger("agentchat.broadcast")
 
 
-def group_send(group: str, message: dict[str, Any]) -> None:
+def group_send(group: str, message: dict[str, Any], *, at_most_every: float = 0) -> None:
     """Send `message` to every channel in `group`; never raise.
 
     Callers run this after a commit (transaction.on_commit): what was stored
@@ -24,13 +24,21 @@ def group_send(group: str, message: dict[str, Any]) -> None:
     and this returns at once: the request that committed does not wait for the
     channel layer. Sends handed over this way start in the order they were
     handed. Elsewhere (management commands, tests) it sends and returns after.
+
+    `at_most_every` (seconds; handed-over sends only) thins a group's sends
+    out for listeners that only need to know that something happened: the
+    first goes at once, and of those that follow within the period only the
+    last goes, at its end.
     """
     layer = get_channel_layer()
     if layer is None:
         return
     loop = _serving_event_loop()
     if loop is not None:
-        loop.call_soon_threadsafe(_start_send, layer, group, message)
+        if at_most_every:
+            loop.call_soon_threadsafe(_throttled(group, at_most_every).offer, layer, message)
+        else:
+            loop.call_soon_threadsafe(_start_send, layer, group, message)
         return
     try:
         async_to_sync(layer.group_send)(group, message)
@@ -57,6 +65,42 @@ def _start_send(layer: Any, group: str, message: dict[str, Any]) -> None:
     task = asyncio.get_running_loop().create_task(_send(layer, group, message))
     _sends.add(task)  # the loop holds tasks only weakly
     task.add_done_callback(_sends.discard)
+
+
+class _Throttle:
+    """At most one send to a group per period, on the event loop: the first at once, then the latest."""
+
+    def __init__(self, group: str, period: float) -> None:
+        self.group, self.period = group, period
+        self.last_sent = float("-inf")
+        self.pending: tuple[Any, dict[str, Any]] | None = None
+
+    def offer(self, layer: Any, message: dict[str, Any]) -> None:
+        loop = asyncio.get_running_loop()
+        wait = self.last_sent + self.period - loop.time()
+        if wait <= 0 and self.pending is None:
+            self.last_sent = loop.time()
+            _start_send(layer, self.group, message)
+            return
+        if self.pending is None:
+            loop.call_later(max(wait, 0), self._flush)
+        self.pending = (layer, message)
+
+    def _flush(self) -> None:
+        if self.pending is not None:
+            (layer, message), self.pending = self.pending, None
+            self.last_sent = asyncio.get_running_loop().time()
+            _start_send(layer, self.group, message)
+
+
+_throttles: dict[str, _Throttle] = {}
+
+
+def _throttled(group: str, period: float) -> _Throttle:
+    throttle = _throttles.get(group)
+    if throttle is None or throttle.period != period:
+        throttle = _throttles[group] = _Throttle(group, period)
+    return throttle
 
 
 async def _send(layer: Any, group: str, message: dict[str, Any]) -> None:

@@ -37,13 +37,15 @@ def broadcast_message(*, thread_id: UUID, seq: int, targets: list[str], message:
     if message is not None and size(message) > EVENT_MESSAGE_BYTES:
         message = None
     group_send(thread_group(thread_id), message_event(thread_id=thread_id, seq=seq, targets=targets, message=message))
-    group_send(CONSOLE_GROUP, activity_event(thread_id=thread_id, seq=seq))
+    group_send(CONSOLE_GROUP, activity_event(thread_id=thread_id, seq=seq), at_most_every=ACTIVITY_SECONDS)
 
 
 # The live console (console/consumers.py) listens here for activity in any
 # thread: one more small event per post, sent to a group that holds only the
-# sockets of staff with a console open.
+# sockets of staff with a console open. Its dashboard only recounts on it, so
+# a process sends it at most every ACTIVITY_SECONDS (the latest one wins).
 CONSOLE_GROUP = "agentchat.console"
+ACTIVITY_SECONDS = 0.1
 
 
 def activity_event(*, thread_id: UUID | str, seq: int | None = None, status: str | None = None) -> dict[str, Any]:

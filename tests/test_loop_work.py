@@ -1,10 +1,10 @@
-"""Garbage collection at quiet moments (agentchat/quiet_gc.py), and sends handed from the database thread."""
+"""The event loop's own work: garbage collection at quiet moments, sends handed from the database thread."""
 
 import asyncio
 import gc
 
 import pytest
-from channels.db import database_sync_to_async
+from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 
 from agentchat import quiet_gc
@@ -71,6 +71,25 @@ async def test_sends_from_the_database_thread_are_handed_to_the_loop_in_order(se
         for n in range(3):
             group_send("handed", {"type": "test.event", "n": n})
 
-    await database_sync_to_async(send_three)()
+    await sync_to_async(send_three)()
     received = [await asyncio.wait_for(layer.receive(channel), 2) for _ in range(3)]
     assert [event["n"] for event in received] == [0, 1, 2]
+
+
+async def test_a_thinned_out_group_gets_the_first_send_at_once_and_the_last_of_a_burst_later(settings):
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add("thinned", channel)
+
+    def burst() -> None:
+        for n in range(10):
+            group_send("thinned", {"type": "test.event", "n": n}, at_most_every=0.2)
+
+    await sync_to_async(burst)()
+    first = await asyncio.wait_for(layer.receive(channel), 1)
+    assert first["n"] == 0
+    last = await asyncio.wait_for(layer.receive(channel), 1)
+    assert last["n"] == 9  # the burst's others were dropped: only the latest matters
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(layer.receive(channel), 0.4)
