@@ -322,18 +322,22 @@ class WaitingRoom:
         self._ring(asleep)
 
     def _ring(self, asleep: list[Waiter]) -> None:
-        """Wake WAKE_BATCH waiters now and the rest in later turns of the event loop.
+        """Wake WAKE_BATCH waiters now and the rest once their replies are written.
 
-        The loop writes to the sockets between its turns: the first replies
-        leave while the next waiters are served, instead of all of them after
-        the last one.
+        The server writes a reply to its socket when the event loop next polls
+        the sockets, after the callbacks already due. So once this batch has
+        run (the callback queued behind its wake-ups), the next is rung by a
+        timer due at once, which the loop runs after the sockets' callbacks of
+        its next turn: each batch's replies leave before the next batch is
+        served, instead of all of them after the last.
         """
         for waiter in asleep[:WAKE_BATCH]:
             waiter.ring()
         rest = asleep[WAKE_BATCH:]
         if rest:
             self._ringing += 1
-            asyncio.get_running_loop().call_soon(self._ring_rest, rest)
+            loop = asyncio.get_running_loop()
+            loop.call_soon(loop.call_later, 0, self._ring_rest, rest)
 
     def _ring_rest(self, rest: list[Waiter]) -> None:
         self._ringing -= 1
