@@ -24,8 +24,6 @@ generation has moved on. Three things enforce that, from cheapest to surest:
   at-most-once) is caught within half a heartbeat interval of the next op.
 """
 
-from typing import Any
-
 from django.db import transaction
 from django.db.models import F
 
@@ -36,29 +34,22 @@ from agents.models import Agent
 REVOKED = "The agent's credentials were revoked (unregistered, or its token was rotated); register again."
 
 
-def lock_agent(agent: Agent, **annotations: Any) -> dict[str, Any]:
+def lock_agent(agent: Agent) -> None:
     """Lock the agent's row until the transaction ends; InvalidCredentials if its credentials were revoked.
 
     Equivalent SQL: SELECT credential_generation FROM agents_agent
     WHERE id = %s AND unregistered_at IS NULL FOR NO KEY UPDATE
-
-    `annotations` (subqueries the caller needs) ride along in the same
-    statement, and their values are returned. The statement starts after
-    the locks the caller already holds were granted, so they read what was
-    committed before those.
     """
-    row = (
+    current = (
         # NO KEY UPDATE: foreign-key checks of rows that refer to the agent (its
-        # messages, its cursors) are not blocked by it, nor block it.
+        # messages and cursors) are not blocked by it, nor block it.
         Agent.objects.select_for_update(no_key=True)
         .filter(pk=agent.pk, unregistered_at__isnull=True)
-        .annotate(**annotations)
-        .values("credential_generation", *annotations)
+        .values_list("credential_generation", flat=True)
         .first()
     )
-    if row is None or row["credential_generation"] != agent.credential_generation:
+    if current is None or current != agent.credential_generation:
         raise InvalidCredentials(REVOKED)
-    return row
 
 
 def revoke(agent: Agent, **fields) -> int:

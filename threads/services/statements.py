@@ -104,10 +104,11 @@ def _lock_agent_sql(vendor: str, with_token: bool) -> str:
 def lock_agent_for_post(agent: Agent, *, thread: Thread, claims: Claims | None) -> tuple[bool, int | None]:
     """Lock the agent's row (InvalidCredentials if revoked); return (token used?, the agent's voiding serial here).
 
-    Equivalent: agents.services.lock_agent(agent, token_used=Exists(Message.objects.filter(
-    token_nonce=claims.nonce)), tokens_void_before=Subquery(Participant.objects.filter(thread=thread,
-    agent=agent).values("tokens_void_before")[:1])). The statement starts once the thread's lock is
-    granted, so it sees every post of the thread committed before.
+    Equivalent: agents.services.lock_agent(agent), its query annotated with token_used=Exists(
+    Message.objects.filter(token_nonce=claims.nonce)) and tokens_void_before=Subquery(
+    Participant.objects.filter(thread=thread, agent=agent).values("tokens_void_before")[:1]). The
+    statement starts once the thread's lock is granted, so it sees every post of the thread
+    committed before.
     """
     agent_pk = _pk(Agent, agent.pk)
     params = [] if claims is None else [claims.nonce, _pk(Thread, thread.pk), agent_pk]
