@@ -6,7 +6,6 @@ row lock: agents' posts (`post_message`, after the sync rules) and humans'
 posts from the admin (`post_human_message`) alike.
 """
 
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -364,8 +363,13 @@ def _post_locked(
         missed = selectors.list_messages(thread=thread, after_seq=expected_last_seq, limit=NEW_MESSAGES_ON_MISMATCH)
         new_messages = take_within(messages_to_list(missed), reply_budget())
         # Handed to the agent in the error: delivered (committed with the voiding, in one statement).
-        handed = delivery(thread_id=thread.pk, agent_id=agent.pk, messages=missed[: len(new_messages)])
-        advance_cursors([replace(handed, void_before=void_all_before(now))], now=now)
+        handed = delivery(
+            thread_id=thread.pk,
+            agent_id=agent.pk,
+            messages=missed[: len(new_messages)],
+            void_before=void_all_before(now),
+        )
+        advance_cursors([handed], now=now)
         return SeqMismatch(
             f"The thread moved on to seq {thread.last_seq}; read the new messages, then msg_wait for a fresh token.",
             current_seq=thread.last_seq,
