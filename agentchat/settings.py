@@ -59,6 +59,9 @@ def env_ints(name: str, default: tuple[int, ...]) -> list[int]:
 DEBUG = env_bool("DJANGO_DEBUG", True)
 # The default key is for development only; `check --deploy` flags it.
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "django-insecure-agentchat-development-key-change-me-in-production")
+# Former keys (comma-separated) still verify what was signed with them: sessions,
+# and the reply tokens agents hold (threads/services/reply_tokens.py).
+SECRET_KEY_FALLBACKS = [key for key in os.environ.get("DJANGO_SECRET_KEY_FALLBACKS", "").split(",") if key]
 ALLOWED_HOSTS = [
     host.strip()
     for host in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",")

@@ -125,3 +125,9 @@ def test_check_deploy_is_clean_with_production_settings():
         },
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_former_secret_keys_come_from_the_environment():
+    code = "import django; django.setup(); from django.conf import settings; print(settings.SECRET_KEY_FALLBACKS)"
+    assert run(code, {}).stdout.strip() == "[]"
+    assert run(code, {"DJANGO_SECRET_KEY_FALLBACKS": "old-one,older-one"}).stdout.strip() == "['old-one', 'older-one']"
