@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -36,7 +37,7 @@ def group_send(group: str, message: dict[str, Any], *, at_most_every: float = 0)
     loop = _serving_event_loop()
     if loop is not None:
         if at_most_every:
-            loop.call_soon_threadsafe(_throttled(group, at_most_every).offer, layer, message)
+            loop.call_soon_threadsafe(_offer_throttled, layer, group, at_most_every, message)
         else:
             loop.call_soon_threadsafe(_start_send, layer, group, message)
         return
@@ -93,14 +94,17 @@ class _Throttle:
             _start_send(layer, self.group, message)
 
 
-_throttles: dict[str, _Throttle] = {}
+# Per event loop: a loop that closes takes its throttles, and any send still pending, with it.
+_throttles: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Throttle]]" = weakref.WeakKeyDictionary()
 
 
-def _throttled(group: str, period: float) -> _Throttle:
-    throttle = _throttles.get(group)
+def _offer_throttled(layer: Any, group: str, period: float, message: dict[str, Any]) -> None:
+    """On the event loop: offer `message` to the group's throttle."""
+    throttles = _throttles.setdefault(asyncio.get_running_loop(), {})
+    throttle = throttles.get(group)
     if throttle is None or throttle.period != period:
-        throttle = _throttles[group] = _Throttle(group, period)
-    return throttle
+        throttle = throttles[group] = _Throttle(group, period)
+    throttle.offer(layer, message)
 
 
 async def _send(layer: Any, group: str, message: dict[str, Any]) -> None:
