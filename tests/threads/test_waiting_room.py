@@ -159,6 +159,21 @@ def test_a_filtered_waiter_keeps_only_a_carried_message_for_it():
     assert [m["content"] for m in waiter.take_handed()] == ["for me"]
 
 
+async def asleep_then_count_reads(count: int, monkeypatch) -> list:
+    """Wait until `count` waits sleep in the waiting room; from then on, record every batch of database reads."""
+    room = get_waiting_room()
+    for _ in range(200):
+        if sum(map(len, room.waiters.values())) == count:
+            break
+        await asyncio.sleep(0.02)
+    reads: list = []
+    original = services.serve_waits
+    monkeypatch.setattr(
+        services, "serve_waits", lambda requests, **kw: reads.append(requests) or original(requests, **kw)
+    )
+    return reads
+
+
 async def test_a_wake_up_that_carries_its_message_reads_nothing_and_returns_what_a_read_would(connect, monkeypatch):
     poster, _ = await registered(connect, model="Poster")
     created = await poster.call("thread_create", {"topic": "carried"})
@@ -168,16 +183,7 @@ async def test_a_wake_up_that_carries_its_message_reads_nothing_and_returns_what
     requests = [
         await w.send("msg_wait", {"thread_id": thread_id, "after_seq": 0, "timeout_ms": 20000}) for w in waiters
     ]
-    room = get_waiting_room()
-    for _ in range(200):
-        if sum(map(len, room.waiters.values())) == 3:
-            break
-        await asyncio.sleep(0.02)
-    reads = []
-    original = services.serve_waits
-    monkeypatch.setattr(
-        services, "serve_waits", lambda requests, **kw: reads.append(requests) or original(requests, **kw)
-    )
+    reads = await asleep_then_count_reads(3, monkeypatch)
 
     await poster.call(
         "msg_post",
@@ -197,6 +203,7 @@ async def test_a_wake_up_that_carries_its_message_reads_nothing_and_returns_what
         assert (result["has_more"], result["current_seq"]) == (False, 1)
 
     # The tokens work; the older ones are void once the bookkeeping is written.
+    room = get_waiting_room()
     for _ in range(100):
         if room._writer is None or room._writer.done():
             break
@@ -225,16 +232,7 @@ async def test_a_wake_up_whose_message_is_too_large_to_carry_is_read_from_the_da
     thread_id = created["thread"]["thread_id"]
     waiter, _ = await registered(connect, model="W")
     request = await waiter.send("msg_wait", {"thread_id": thread_id, "after_seq": 0, "timeout_ms": 20000})
-    room = get_waiting_room()
-    for _ in range(200):
-        if room.waiters:
-            break
-        await asyncio.sleep(0.02)
-    reads = []
-    original = services.serve_waits
-    monkeypatch.setattr(
-        services, "serve_waits", lambda requests, **kw: reads.append(requests) or original(requests, **kw)
-    )
+    reads = await asleep_then_count_reads(1, monkeypatch)
 
     await poster.call(
         "msg_post",
