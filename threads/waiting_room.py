@@ -25,10 +25,13 @@ docs/decisions.md link here.
   database in one batch (`threads.services.serve_waits`): one read per
   distinct `(thread, after_seq, for_agent, limit)`. Requests that arrive while
   a batch is in the database form the next batch.
-- **Writes come after the replies.** What ended waits leave to write (their
-  cursors, the voiding of their agents' older tokens, their heartbeats) is
-  written in one transaction once their replies are handed to the sockets
-  (`write_later`), two statements for a whole wake-up.
+- **Writes before the replies, grouped.** What ended waits leave to write
+  (their cursors, the voiding of their agents' older tokens, their
+  heartbeats) is committed before their replies are sent, so an op that
+  reads it afterwards, in any process, sees it. Waits that end while a write
+  is in the database go into the next one (`record`): a wake-up of 1,000
+  waiters is a handful of transactions, and the waiters rung meanwhile build
+  their replies while the database writes.
 - **Housekeeping, once per heartbeat interval while anyone waits:** one UPDATE
   refreshes the heartbeat of every agent waiting here; one SELECT of `last_seq`
   for the threads waited on wakes any waiter whose wake-up the channel layer
@@ -186,10 +189,10 @@ class WaitingRoom:
         self.sleeping: dict[tuple[UUID, str], int] = {}
         self.published: set[tuple[UUID, str]] = set()
         self._publisher: asyncio.Task | None = None
-        # What ended waits leave to write (cursors, token voiding, heartbeats), written after their replies.
-        self._bookkeeping = services.Bookkeeping()
+        # What waits ending now leave to write (cursors, token voiding, heartbeats), and the future of its
+        # commit: the next group `record` writes.
+        self._group: tuple[services.Bookkeeping, asyncio.Future] | None = None
         self._writer: asyncio.Task | None = None
-        self._ringing = 0  # wake-ups still ringing their waiters in batches
 
     # --- waiters -----------------------------------------------------------
 
@@ -258,54 +261,54 @@ class WaitingRoom:
         try:
             while self._batch:
                 batch, self._batch = self._batch, []
-                bookkeeping = services.Bookkeeping()
                 try:
-                    results = await database_sync_to_async(services.serve_waits)(
-                        [r for r, _ in batch], later=bookkeeping
-                    )
+                    # Reads, and writes what the ending waits leave, before anything is returned.
+                    results = await database_sync_to_async(services.serve_waits)([r for r, _ in batch])
                 except Exception as error:  # a bug or a database outage: every request of the batch fails
                     results = [error] * len(batch)
                 for (_request, future), result in zip(batch, results):
                     if not future.done():  # done: its wait was cancelled meanwhile
                         future.set_result(result)
-                self.write_later(bookkeeping)
         finally:
             self._serving = False
 
-    def end_from_event(self, request: services.WaitRequest, handed: EncodedList) -> services.WaitResult:
+    async def end_from_event(self, request: services.WaitRequest, handed: EncodedList) -> services.WaitResult:
         """End a wait with the messages its wake-up events carried: no database read, a signed token."""
         last_seq = handed[-1]["seq"]
         [sync] = services.issue_reply_tokens([(request.thread_id, request.agent.pk, last_seq)])
         result = services.WaitResult(messages=handed, has_more=False, read_seq=last_seq, sync=sync, payload=handed)
-        self.write_later(services.ended_wait(request, result))
+        await self.record(services.ended_wait(request, result))
         return result
 
-    def write_later(self, bookkeeping: services.Bookkeeping) -> None:
-        """Write what ended waits leave (cursors, token voiding, heartbeats) once the replies now due are sent.
+    async def record(self, bookkeeping: services.Bookkeeping) -> None:
+        """Commit what an ended wait leaves (cursors, token voiding, heartbeat), with every wait ending now.
 
-        The writer task starts behind the waiters woken with it, so it runs
-        after they handed their replies to their sockets; everything that
-        piles up meanwhile goes in its next transaction.
+        Group commit: the first wait of a wake-up starts the writer, which
+        takes the group once the waiters woken with it have added theirs;
+        waits that end while that write is in the database form the next
+        group. Raises what the write raised (a database outage), so the wait
+        fails instead of answering with cursors that were not kept.
         """
-        if not bookkeeping.advances and not bookkeeping.woken:
-            return
-        self._bookkeeping.extend(bookkeeping)
+        if self._group is None:
+            self._group = (services.Bookkeeping(), asyncio.get_running_loop().create_future())
+        group, written = self._group
+        group.extend(bookkeeping)
         if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_bookkeeping(), name="agentchat-waiters-bookkeeping")
+            self._writer = asyncio.create_task(self._write_groups(), name="agentchat-waiters-bookkeeping")
+        # Shielded: a wait cancelled meanwhile must not cancel the write of the others.
+        error = await asyncio.shield(written)
+        if error is not None:
+            raise error
 
-    async def _write_bookkeeping(self) -> None:
-        # Let the loop wake every waiter and write the replies to their sockets
-        # first: the database thread would otherwise take the interpreter from it.
-        while self._ringing:
-            await asyncio.sleep(0)
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
-        while self._bookkeeping.advances or self._bookkeeping.woken:
-            bookkeeping, self._bookkeeping = self._bookkeeping, services.Bookkeeping()
+    async def _write_groups(self) -> None:
+        while self._group is not None:
+            (bookkeeping, written), self._group = self._group, None
             try:
                 await database_sync_to_async(services.write_bookkeeping)(bookkeeping)
-            except Exception:
-                logger.warning("Could not write the cursors and heartbeats of ended waits", exc_info=True)
+            except Exception as error:  # handed to every wait of the group (never raised here: nobody awaits us)
+                written.set_result(error)
+            else:
+                written.set_result(None)
 
     def waiting_agent_ids(self) -> set[UUID]:
         return {w.agent_id for members in self.waiters.values() for w in members}
@@ -322,26 +325,20 @@ class WaitingRoom:
         self._ring(asleep)
 
     def _ring(self, asleep: list[Waiter]) -> None:
-        """Wake WAKE_BATCH waiters now and the rest once their replies are written.
+        """Wake WAKE_BATCH waiters now and the rest a batch per turn of the event loop.
 
-        The server writes a reply to its socket when the event loop next polls
-        the sockets, after the callbacks already due. So once this batch has
-        run (the callback queued behind its wake-ups), the next is rung by a
-        timer due at once, which the loop runs after the sockets' callbacks of
-        its next turn: each batch's replies leave before the next batch is
-        served, instead of all of them after the last.
+        Once this batch has run (the callback queued behind its wake-ups), the
+        next is rung by a timer due at once, which the loop runs after the
+        sockets' and the database's callbacks of its next turn: the replies of
+        a batch whose cursors are committed (`record`) leave while the next
+        batch builds its replies, instead of all of them after the last.
         """
         for waiter in asleep[:WAKE_BATCH]:
             waiter.ring()
         rest = asleep[WAKE_BATCH:]
         if rest:
-            self._ringing += 1
             loop = asyncio.get_running_loop()
-            loop.call_soon(loop.call_later, 0, self._ring_rest, rest)
-
-    def _ring_rest(self, rest: list[Waiter]) -> None:
-        self._ringing -= 1
-        self._ring(rest)
+            loop.call_soon(loop.call_later, 0, self._ring, rest)
 
     # --- channel layer -------------------------------------------------------
 
@@ -477,7 +474,7 @@ async def wait_for_messages(
                 break
             handed = waiter.take_handed()
             if handed is not None:
-                result = room.end_from_event(request, handed)
+                result = await room.end_from_event(request, handed)
             else:
                 result = await room.serve(request)
     finally:

@@ -202,12 +202,7 @@ async def test_a_wake_up_that_carries_its_message_reads_nothing_and_returns_what
         assert result["messages"] == listed["messages"]
         assert (result["has_more"], result["current_seq"]) == (False, 1)
 
-    # The tokens work; the older ones are void once the bookkeeping is written.
-    room = get_waiting_room()
-    for _ in range(100):
-        if room._writer is None or room._writer.done():
-            break
-        await asyncio.sleep(0.02)
+    # The tokens work; the older ones were voided before the replies were sent.
     stale = await waiters[1].error(
         "msg_post",
         {"thread_id": thread_id, "content": "old", "expected_last_seq": 1, "reply_token": held[1]["reply_token"]},
@@ -223,6 +218,37 @@ async def test_a_wake_up_that_carries_its_message_reads_nothing_and_returns_what
         thread_id=thread_id, agent_id=held[0]["agent"]["agent_id"]
     )
     assert (row.delivered_seq, row.owed_seq) == (1, 1)
+
+
+async def test_a_woken_wait_replies_only_once_its_cursors_and_voiding_are_committed(connect, monkeypatch):
+    poster, _ = await registered(connect, model="Poster")
+    created = await poster.call("thread_create", {"topic": "committed first"})
+    thread_id = created["thread"]["thread_id"]
+    waiter, registration = await registered(connect, model="W")
+    held = await waiter.call("bus_connect", {"thread_id": thread_id})
+    request = await waiter.send("msg_wait", {"thread_id": thread_id, "after_seq": 0, "timeout_ms": 20000})
+    await asleep_then_count_reads(1, monkeypatch)
+    # Hold the wake-up's bookkeeping in the database thread until we let it go.
+    gate = threading.Event()
+    write = services.write_bookkeeping
+    monkeypatch.setattr(services, "write_bookkeeping", lambda bookkeeping: gate.wait(10) and write(bookkeeping))
+
+    await poster.call(
+        "msg_post",
+        {"thread_id": thread_id, "content": "hi", "expected_last_seq": 0, "reply_token": created["reply_token"]},
+    )
+    assert await waiter.socket.nothing(0.5)  # no reply while its writes are held
+    gate.set()
+    result = (await waiter.reply(request, timeout=10))["result"]
+    assert [m["content"] for m in result["messages"]] == ["hi"]
+    # Written before the reply: the cursor, and the voiding of the token held before.
+    row = await database_sync_to_async(Participant.objects.get)(thread_id=thread_id, agent_id=registration["agent_id"])
+    assert row.delivered_seq == 1 and row.delivered_at is not None
+    stale = await waiter.error(
+        "msg_post",
+        {"thread_id": thread_id, "content": "old", "expected_last_seq": 1, "reply_token": held["reply_token"]},
+    )
+    assert stale["code"] == "ReplyTokenInvalid"
 
 
 async def test_a_wake_up_whose_message_is_too_large_to_carry_is_read_from_the_database(connect, monkeypatch):

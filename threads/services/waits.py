@@ -29,8 +29,8 @@ def finish_wait(*, agent: Agent, thread_id: str, read_seq: int) -> SyncContext:
 class Bookkeeping:
     """What ending waits leave to write: cursors and token voiding (`advances`), heartbeats of the woken agents.
 
-    Nothing in it changes what the waits return, so the waiting room writes it
-    once their replies are on their way (`write_bookkeeping`, one transaction).
+    Written before the waits' replies are sent (`write_bookkeeping`, one
+    transaction): the waiting room groups those of every wait woken together.
     """
 
     advances: list[Advance] = field(default_factory=list)
@@ -77,9 +77,7 @@ class WaitResult:
     payload: EncodedList = field(default_factory=EncodedList)
 
 
-def serve_waits(
-    requests: list[WaitRequest], *, now: datetime | None = None, later: Bookkeeping | None = None
-) -> list[WaitResult | ProtocolError]:
+def serve_waits(requests: list[WaitRequest], *, now: datetime | None = None) -> list[WaitResult | ProtocolError]:
     """Serve many msg_wait looks at once: what each would return, and tokens for those that end.
 
     A post wakes every waiter of a thread at the same moment; serving them as
@@ -87,9 +85,7 @@ def serve_waits(
     The tokens are signed, not stored. The cursors of every agent in the batch
     (what it was handed, the `after_seq` it showed it read, the voiding of its
     older tokens) and the heartbeats of the woken agents are written in one
-    transaction (`write_bookkeeping`): here, or, given `later`, added to it for
-    the caller to write once the replies are on their way (the waiting room
-    does, so that a wake-up's replies never wait for the database's writes).
+    transaction (`write_bookkeeping`) before anything is returned.
     """
     now = now or timezone.now()
     reads: dict[tuple, selectors.WaitRead | ProtocolError] = {}
@@ -127,9 +123,7 @@ def serve_waits(
     for (result, r), sync in zip(ending, issue_reply_tokens(grants, now=now)):
         result.sync = sync
         bookkeeping.extend(ended_wait(r, result))
-    if later is not None:
-        later.extend(bookkeeping)
-    elif bookkeeping.advances or bookkeeping.woken:
+    if bookkeeping.advances or bookkeeping.woken:
         write_bookkeeping(bookkeeping, now=now)
     return results
 
