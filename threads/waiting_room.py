@@ -110,6 +110,11 @@ class Waiter:
     handed_from: int = 0
     handed_bytes: int = 0
     stale: bool = False
+    # The msg_wait this waiter serves: what the room needs to end it from its events (`WaitingRoom.wake`).
+    request: "services.WaitRequest | None" = None
+    # Set when the room ended the wait with what its events carried: its WaitResult
+    # (or the error that kept it from committing) once committed.
+    ending: asyncio.Future | None = None
 
     def offer(self, seq: int, targets: list[str] | None, message: Handed | None = None) -> bool:
         """Take a new message that may be for us (`targets` None: unknown), keeping it if it came along.
@@ -117,7 +122,7 @@ class Waiter:
         Returns whether the waiter is asleep and must be woken (`ring`); one
         that is not sleeping now returns at once from its next `sleep`.
         """
-        if seq <= self.seen_seq:
+        if seq <= self.seen_seq or self.ending is not None:
             return False
         if self.for_agent is not None and targets is not None and self.for_agent not in targets:
             # Not for us. seen_seq stays: events may arrive out of order across
@@ -149,9 +154,13 @@ class Waiter:
         else:
             self.handed, self.stale = None, True
 
+    @property
+    def holds_what_a_read_would_return(self) -> bool:
+        return self.handed is not None and self.handed_from == self.seen_seq + 1
+
     def take_handed(self) -> EncodedList | None:
         """The messages the events handed over, if they are exactly what a read would return now; then forget them."""
-        handed, usable = self.handed, self.handed is not None and self.handed_from == self.seen_seq + 1
+        handed, usable = self.handed, self.holds_what_a_read_would_return
         self.handed, self.stale = None, False
         return handed if usable else None
 
@@ -193,14 +202,21 @@ class WaitingRoom:
         # commit: the next group `record` writes.
         self._group: tuple[services.Bookkeeping, asyncio.Future] | None = None
         self._writer: asyncio.Task | None = None
+        self._ending: set[asyncio.Task] = set()  # wake-ups committing before they ring (`_end_together`)
 
     # --- waiters -----------------------------------------------------------
 
-    async def open(
-        self, *, thread_id: str, agent_id: UUID, after_seq: int, for_agent: str | None, limit: int = 100
-    ) -> Waiter:
-        """Register a waiter; subscribe to the thread first if it is the thread's first."""
-        waiter = Waiter(thread_id=thread_id, agent_id=agent_id, for_agent=for_agent, seen_seq=after_seq, limit=limit)
+    async def open(self, request: services.WaitRequest) -> Waiter:
+        """Register a waiter for a msg_wait; subscribe to the thread first if it is the thread's first."""
+        thread_id = request.thread_id
+        waiter = Waiter(
+            thread_id=thread_id,
+            agent_id=request.agent.pk,
+            for_agent=request.for_agent,
+            seen_seq=request.after_seq,
+            limit=request.limit,
+            request=request,
+        )
         async with self._lock:
             if self.channel_name is None:
                 # The default prefix: channels-redis lets one coroutine at a time
@@ -274,11 +290,24 @@ class WaitingRoom:
 
     async def end_from_event(self, request: services.WaitRequest, handed: EncodedList) -> services.WaitResult:
         """End a wait with the messages its wake-up events carried: no database read, a signed token."""
-        last_seq = handed[-1]["seq"]
-        [sync] = services.issue_reply_tokens([(request.thread_id, request.agent.pk, last_seq)])
-        result = services.WaitResult(messages=handed, has_more=False, read_seq=last_seq, sync=sync, payload=handed)
-        await self.record(services.ended_wait(request, result))
+        [result], bookkeeping = self._results_from_events([(request, handed)])
+        await self.record(bookkeeping)
         return result
+
+    @staticmethod
+    def _results_from_events(
+        ends: list[tuple[services.WaitRequest, EncodedList]],
+    ) -> tuple[list[services.WaitResult], services.Bookkeeping]:
+        """What waits return that end with the messages their events carried, and what they leave to write."""
+        grants = [(request.thread_id, request.agent.pk, handed[-1]["seq"]) for request, handed in ends]
+        results, bookkeeping = [], services.Bookkeeping()
+        for (request, handed), sync in zip(ends, services.issue_reply_tokens(grants)):
+            result = services.WaitResult(
+                messages=handed, has_more=False, read_seq=sync.current_seq, sync=sync, payload=handed
+            )
+            results.append(result)
+            bookkeeping.extend(services.ended_wait(request, result))
+        return results, bookkeeping
 
     async def record(self, bookkeeping: services.Bookkeeping) -> None:
         """Commit what an ended wait leaves (cursors, token voiding, heartbeat), with every wait ending now.
@@ -322,7 +351,39 @@ class WaitingRoom:
             payload = EncodedList([message])
             handed = Handed(payload=payload, size=len(payload.encoded.encode()) - 2)
         asleep = [waiter for waiter in waiters if waiter.offer(seq, targets, handed)]
-        self._ring(asleep)
+        ending = [w for w in asleep if w.request is not None and w.holds_what_a_read_would_return]
+        if ending:
+            self._end_together(ending)
+        self._ring([w for w in asleep if w.ending is None])  # they read the database (`serve`)
+
+    def _end_together(self, ending: list[Waiter]) -> None:
+        """End these waits with what their events carried: commit what they leave in one go, then ring them.
+
+        The write comes before any of their replies (an op that reads the
+        cursors or uses an older token afterwards, in any process, sees it), as
+        one transaction for the whole wake-up, made while nothing else runs: the
+        event loop then serves the replies without the database thread
+        taking the interpreter from it.
+        """
+        loop = asyncio.get_running_loop()
+        results, bookkeeping = self._results_from_events([(w.request, w.take_handed()) for w in ending])
+        for waiter in ending:
+            waiter.ending = loop.create_future()
+        task = loop.create_task(self._commit_then_ring(ending, results, bookkeeping), name="agentchat-waiters-end")
+        self._ending.add(task)  # the loop holds tasks only weakly
+        task.add_done_callback(self._ending.discard)
+
+    async def _commit_then_ring(
+        self, ending: list[Waiter], results: list[services.WaitResult], bookkeeping: services.Bookkeeping
+    ) -> None:
+        try:
+            await self.record(bookkeeping)
+        except Exception as error:  # a database outage: those waits fail (their agents read again, nothing lost)
+            results = [error] * len(ending)
+        for waiter, result in zip(ending, results):
+            if not waiter.ending.done():  # done: its wait was cancelled meanwhile
+                waiter.ending.set_result(result)
+        self._ring(ending)
 
     def _ring(self, asleep: list[Waiter]) -> None:
         """Wake WAKE_BATCH waiters now and the rest a batch per turn of the event loop.
@@ -456,9 +517,7 @@ async def wait_for_messages(
     request = services.WaitRequest(
         agent=agent, thread_id=thread_id, after_seq=after_seq, limit=limit, for_agent=for_agent, finish=False
     )
-    waiter = await room.open(
-        thread_id=thread_id, agent_id=agent.pk, after_seq=after_seq, for_agent=for_agent, limit=limit
-    )
+    waiter = await room.open(request)
     announced = False  # "waiting now" is announced only by a wait that goes to sleep
     try:
         await room.cover_heartbeat(agent.pk)
@@ -470,7 +529,13 @@ async def wait_for_messages(
             if not announced and remaining > 0:
                 announced = True
                 room.started_waiting(agent.pk, thread_id)
-            if remaining <= 0 or not await waiter.sleep(remaining):
+            woken = remaining > 0 and await waiter.sleep(remaining)
+            if waiter.ending is not None:  # the room ended the wait with what its events carried
+                result = await waiter.ending
+                if isinstance(result, Exception):
+                    raise result
+                break
+            if not woken:
                 break
             handed = waiter.take_handed()
             if handed is not None:
