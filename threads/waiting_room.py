@@ -25,13 +25,13 @@ docs/decisions.md link here.
   database in one batch (`threads.services.serve_waits`): one read per
   distinct `(thread, after_seq, for_agent, limit)`. Requests that arrive while
   a batch is in the database form the next batch.
-- **Writes before the replies, grouped.** What ended waits leave to write
-  (their cursors, the voiding of their agents' older tokens, their
-  heartbeats) is committed before their replies are sent, so an op that
-  reads it afterwards, in any process, sees it. Waits that end while a write
-  is in the database go into the next one (`record`): a wake-up of 1,000
-  waiters is a handful of transactions, and the waiters rung meanwhile build
-  their replies while the database writes.
+- **Writes before the replies, once per wake-up.** What the ended waits
+  leave to write (their cursors, the voiding of their agents' older tokens,
+  their heartbeats) is committed before their replies are sent, so an op
+  that reads it afterwards, in any process, sees it. The waits a wake-up
+  ends from its event are committed together, one transaction, then rung
+  (`_end_together`); waits that end otherwise write with their batch's read
+  (`serve`) or join the next group commit (`record`).
 - **Housekeeping, once per heartbeat interval while anyone waits:** one UPDATE
   refreshes the heartbeat of every agent waiting here; one SELECT of `last_seq`
   for the threads waited on wakes any waiter whose wake-up the channel layer
