@@ -25,13 +25,14 @@ docs/decisions.md link here.
   database in one batch (`threads.services.serve_waits`): one read per
   distinct `(thread, after_seq, for_agent, limit)`. Requests that arrive while
   a batch is in the database form the next batch.
-- **Writes before the replies, once per wake-up.** What the ended waits
-  leave to write (their cursors, the voiding of their agents' older tokens,
-  their heartbeats) is committed before their replies are sent, so an op
-  that reads it afterwards, in any process, sees it. The waits a wake-up
-  ends from its event are committed together, one transaction, then rung
-  (`_end_together`); waits that end otherwise write with their batch's read
-  (`serve`) or join the next group commit (`record`).
+- **Cursors before the replies, heartbeats after.** The cursors an ended
+  wait moves and the voiding of its agent's older tokens are committed
+  before its reply is sent, so an op that reads them afterwards, in any
+  process, sees them: the waits a wake-up ends from its event in one
+  statement, then they are rung (`_end_together`); waits that read the
+  database write theirs with the read (`serve`). The woken agents'
+  heartbeats are stored after the replies, in one UPDATE
+  (`_heartbeats_later`).
 - **Housekeeping, once per heartbeat interval while anyone waits:** one UPDATE
   refreshes the heartbeat of every agent waiting here; one SELECT of `last_seq`
   for the threads waited on wakes any waiter whose wake-up the channel layer
@@ -200,8 +201,12 @@ class WaitingRoom:
         self._publisher: asyncio.Task | None = None
         # What waits ending now leave to write (cursors, token voiding, heartbeats), and the future of its
         # commit: the next group `record` writes.
-        self._group: tuple[services.Bookkeeping, asyncio.Future] | None = None
+        self._group: tuple[list[services.Advance], asyncio.Future] | None = None
         self._writer: asyncio.Task | None = None
+        # Heartbeats of agents whose waits ended, stored after the replies (`_heartbeats_later`).
+        self._heartbeats: set[UUID] = set()
+        self._heartbeat_writer: asyncio.Task | None = None
+        self._ringing = 0  # wake-ups still ringing their waiters, a batch per turn of the loop
         self._ending: set[asyncio.Task] = set()  # wake-ups committing before they ring (`_end_together`)
 
     # --- waiters -----------------------------------------------------------
@@ -278,13 +283,18 @@ class WaitingRoom:
             while self._batch:
                 batch, self._batch = self._batch, []
                 try:
-                    # Reads, and writes what the ending waits leave, before anything is returned.
-                    results = await database_sync_to_async(services.serve_waits)([r for r, _ in batch])
+                    # Reads, and writes the cursors of the ending waits, before anything is returned.
+                    results = await database_sync_to_async(services.serve_waits)(
+                        [r for r, _ in batch], heartbeats=False
+                    )
                 except Exception as error:  # a bug or a database outage: every request of the batch fails
                     results = [error] * len(batch)
                 for (_request, future), result in zip(batch, results):
                     if not future.done():  # done: its wait was cancelled meanwhile
                         future.set_result(result)
+                self._heartbeats_later(
+                    {r.agent.pk for (r, _), result in zip(batch, results) if getattr(result, "sync", None)}
+                )
         finally:
             self._serving = False
 
@@ -310,18 +320,19 @@ class WaitingRoom:
         return results, bookkeeping
 
     async def record(self, bookkeeping: services.Bookkeeping) -> None:
-        """Commit what an ended wait leaves (cursors, token voiding, heartbeat), with every wait ending now.
+        """Commit the cursors and token voiding ending waits leave, with every other wait ending now.
 
-        Group commit: the first wait of a wake-up starts the writer, which
-        takes the group once the waiters woken with it have added theirs;
-        waits that end while that write is in the database form the next
-        group. Raises what the write raised (a database outage), so the wait
-        fails instead of answering with cursors that were not kept.
+        Group commit: the first wait starts the writer, which takes the group
+        on the loop's next turn; waits that end while that write is in the
+        database form the next group. Raises what the write raised (a
+        database outage), so the wait fails instead of answering with cursors
+        that were not kept. The heartbeats are stored after the replies.
         """
+        self._heartbeats_later(bookkeeping.woken)
         if self._group is None:
-            self._group = (services.Bookkeeping(), asyncio.get_running_loop().create_future())
+            self._group = ([], asyncio.get_running_loop().create_future())
         group, written = self._group
-        group.extend(bookkeeping)
+        group.extend(bookkeeping.advances)
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_groups(), name="agentchat-waiters-bookkeeping")
         # Shielded: a wait cancelled meanwhile must not cancel the write of the others.
@@ -331,13 +342,38 @@ class WaitingRoom:
 
     async def _write_groups(self) -> None:
         while self._group is not None:
-            (bookkeeping, written), self._group = self._group, None
+            (advances, written), self._group = self._group, None
             try:
-                await database_sync_to_async(services.write_bookkeeping)(bookkeeping)
+                await database_sync_to_async(services.write_cursors)(advances)
             except Exception as error:  # handed to every wait of the group (never raised here: nobody awaits us)
                 written.set_result(error)
             else:
                 written.set_result(None)
+
+    def _heartbeats_later(self, agent_ids: set[UUID]) -> None:
+        """Store the heartbeats of agents whose waits ended, once the replies now due are on their way.
+
+        The heartbeat at a wait's end gives a woken agent a whole timeout to
+        answer. Nothing reads it back at once, so it waits until the loop
+        has rung every waiter of the wake-up; those that pile up meanwhile go
+        in one UPDATE.
+        """
+        if not agent_ids:
+            return
+        self._heartbeats |= agent_ids
+        if self._heartbeat_writer is None or self._heartbeat_writer.done():
+            self._heartbeat_writer = asyncio.create_task(self._write_heartbeats(), name="agentchat-waiters-heartbeats")
+
+    async def _write_heartbeats(self) -> None:
+        while self._ringing or self._ending:  # the replies first: the database thread would take the interpreter
+            await asyncio.sleep(0)
+        await asyncio.sleep(0)  # the last batch's replies are written on the loop's next turn
+        while self._heartbeats:
+            agent_ids, self._heartbeats = self._heartbeats, set()
+            try:
+                await database_sync_to_async(agent_services.refresh_heartbeats)(agent_ids=agent_ids)
+            except Exception:
+                logger.warning("Could not store the heartbeats of %d woken agents", len(agent_ids), exc_info=True)
 
     def waiting_agent_ids(self) -> set[UUID]:
         return {w.agent_id for members in self.waiters.values() for w in members}
@@ -357,13 +393,13 @@ class WaitingRoom:
         self._ring([w for w in asleep if w.ending is None])  # they read the database (`serve`)
 
     def _end_together(self, ending: list[Waiter]) -> None:
-        """End these waits with what their events carried: commit what they leave in one go, then ring them.
+        """End these waits with what their events carried: commit their cursors in one go, then ring them.
 
         The write comes before any of their replies (an op that reads the
-        cursors or uses an older token afterwards, in any process, sees it), as
-        one transaction for the whole wake-up, made while nothing else runs: the
-        event loop then serves the replies without the database thread
-        taking the interpreter from it.
+        cursors or uses an older token afterwards, in any process, sees it),
+        as one statement for the whole wake-up, made while nothing else
+        runs: the event loop then serves the replies without the database
+        thread taking the interpreter from it.
         """
         loop = asyncio.get_running_loop()
         results, bookkeeping = self._results_from_events([(w.request, w.take_handed()) for w in ending])
@@ -398,8 +434,13 @@ class WaitingRoom:
             waiter.ring()
         rest = asleep[WAKE_BATCH:]
         if rest:
+            self._ringing += 1
             loop = asyncio.get_running_loop()
-            loop.call_soon(loop.call_later, 0, self._ring, rest)
+            loop.call_soon(loop.call_later, 0, self._ring_rest, rest)
+
+    def _ring_rest(self, rest: list[Waiter]) -> None:
+        self._ringing -= 1
+        self._ring(rest)
 
     # --- channel layer -------------------------------------------------------
 

@@ -230,8 +230,8 @@ async def test_a_woken_wait_replies_only_once_its_cursors_and_voiding_are_commit
     await asleep_then_count_reads(1, monkeypatch)
     # Hold the wake-up's bookkeeping in the database thread until we let it go.
     gate = threading.Event()
-    write = services.write_bookkeeping
-    monkeypatch.setattr(services, "write_bookkeeping", lambda bookkeeping: gate.wait(10) and write(bookkeeping))
+    write = services.write_cursors
+    monkeypatch.setattr(services, "write_cursors", lambda advances: gate.wait(10) and write(advances))
 
     await poster.call(
         "msg_post",
@@ -249,6 +249,30 @@ async def test_a_woken_wait_replies_only_once_its_cursors_and_voiding_are_commit
         {"thread_id": thread_id, "content": "old", "expected_last_seq": 1, "reply_token": held["reply_token"]},
     )
     assert stale["code"] == "ReplyTokenInvalid"
+
+
+async def test_a_woken_agents_heartbeat_is_stored_after_its_reply(connect, monkeypatch):
+    poster, _ = await registered(connect, model="Poster")
+    created = await poster.call("thread_create", {"topic": "heartbeat at the end"})
+    thread_id = created["thread"]["thread_id"]
+    waiter, registration = await registered(connect, model="W")
+    request = await waiter.send("msg_wait", {"thread_id": thread_id, "after_seq": 0, "timeout_ms": 20000})
+    await asleep_then_count_reads(1, monkeypatch)
+    an_hour_ago = timezone.now() - timedelta(hours=1)
+    agent = Agent.objects.filter(pk=registration["agent_id"])
+    await database_sync_to_async(agent.update)(last_heartbeat=an_hour_ago)
+
+    await poster.call(
+        "msg_post",
+        {"thread_id": thread_id, "content": "hi", "expected_last_seq": 0, "reply_token": created["reply_token"]},
+    )
+    await waiter.reply(request, timeout=10)
+    for _ in range(100):  # written once the wake-up's replies are out, not before
+        stored = (await database_sync_to_async(agent.get)()).last_heartbeat
+        if stored > an_hour_ago:
+            break
+        await asyncio.sleep(0.02)
+    assert timezone.now() - stored < timedelta(seconds=5)
 
 
 async def test_a_wake_up_whose_message_is_too_large_to_carry_is_read_from_the_database(connect, monkeypatch):

@@ -45,6 +45,7 @@ from threads.services.waits import (
     finish_wait,
     serve_waits,
     write_bookkeeping,
+    write_cursors,
 )
 
 __all__ = [
@@ -87,4 +88,5 @@ __all__ = [
     "set_thread_state",
     "unreact",
     "write_bookkeeping",
+    "write_cursors",
 ]

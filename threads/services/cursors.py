@@ -21,17 +21,16 @@ new seq (`CASE WHEN excluded.x > t.x`, portable across SQLite and
 PostgreSQL), with the time of the move.
 """
 
+import json
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from django.db import connection
 from django.utils import timezone
 
 from threads.models import Message, Participant, addressees
-
-# Rows per statement (12 parameters a row; SQLite allows 32,766 a statement).
-_CHUNK = 1000
 
 
 @dataclass(frozen=True)
@@ -133,14 +132,20 @@ COLUMNS = [
 
 
 def advance_cursors(advances: list[Advance], *, now: datetime | None = None) -> None:
-    """Move these cursors forward (creating the participants), in one statement per 1,000 agents."""
+    """Move these cursors forward (creating the participants), in one statement."""
     with connection.cursor() as cursor:
         for sql, params in upserts(advances, now=now or timezone.now()):
             cursor.execute(sql, params)
 
 
 def upserts(advances: list[Advance], *, now: datetime) -> list[tuple[str, list]]:
-    """The statements (SQL, parameters) of `advance_cursors`: one per 1,000 agents."""
+    """The statement (SQL, parameters) of `advance_cursors`: one, whatever the number of agents.
+
+    The rows travel as ONE parameter, a JSON array of rows, which the
+    database unpacks (`_rows_from_json`): a wake-up of 1,000 agents with a
+    placeholder per value would spend more time having its 12,000 values
+    bound, client side, than the database spends on the upsert.
+    """
     if not advances:
         return []
     merged: dict[tuple[str, str], Advance] = {}
@@ -148,15 +153,24 @@ def upserts(advances: list[Advance], *, now: datetime) -> list[tuple[str, list]]
         key = (str(advance.thread_id), str(advance.agent_id))
         merged[key] = merged[key].merge(advance) if key in merged else advance
     fields = {f.column: f for f in Participant._meta.concrete_fields}
-    moment = fields["joined_at"].get_db_prep_value(now, connection)
-    thread_field, agent_field = fields["thread_id"], fields["agent_id"]
+    moment = _json_value(fields["joined_at"].get_db_prep_value(now, connection))
+    # UUIDs as the database stores them (UUIDField.get_db_prep_value, as text): native, or 32 hex digits.
+    native = connection.features.has_native_uuid_field
+    as_text: dict[Any, str] = {}
+
+    def uuid_text(value: Any) -> str:
+        if value not in as_text:
+            uuid = value if isinstance(value, UUID) else UUID(str(value))
+            as_text[value] = str(uuid) if native else uuid.hex
+        return as_text[value]
+
     rows = []
     # In key order: concurrent batches lock the rows they share in the same order.
     for _key, a in sorted(merged.items()):
         rows.append(
             [
-                thread_field.get_db_prep_value(a.thread_id, connection),
-                agent_field.get_db_prep_value(a.agent_id, connection),
+                uuid_text(a.thread_id),
+                uuid_text(a.agent_id),
                 a.delivered_seq,
                 moment if a.delivered_seq else None,
                 a.seen_seq,
@@ -171,16 +185,25 @@ def upserts(advances: list[Advance], *, now: datetime) -> list[tuple[str, list]]
         )
     table = connection.ops.quote_name(Participant._meta.db_table)
     columns = ", ".join(connection.ops.quote_name(c) for c in COLUMNS)
-    placeholders = "(" + ", ".join(["%s"] * len(COLUMNS)) + ")"
-    update = _update_clause()
-    statements = []
-    for start in range(0, len(rows), _CHUNK):
-        chunk = rows[start : start + _CHUNK]
-        statements.append(
-            (
-                f"INSERT INTO {table} ({columns}) VALUES {', '.join([placeholders] * len(chunk))} "
-                f"ON CONFLICT (agent_id, thread_id) DO UPDATE SET {update}",
-                [value for row in chunk for value in row],
-            )
-        )
-    return statements
+    sql = (
+        f"INSERT INTO {table} ({columns}) {_rows_from_json(fields)} "
+        f"ON CONFLICT (agent_id, thread_id) DO UPDATE SET {_update_clause()}"
+    )
+    return [(sql, [json.dumps(rows, separators=(",", ":"))])]
+
+
+def _json_value(value: Any) -> Any:
+    """A value prepared for the database, as JSON: a datetime as text the database casts back."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def _rows_from_json(fields: dict) -> str:
+    """A SELECT of the COLUMNS from one JSON parameter holding an array of rows (arrays, in COLUMNS order)."""
+    if connection.vendor == "postgresql":
+        values = ", ".join(f"(r->>{n})::{fields[c].db_type(connection)}" for n, c in enumerate(COLUMNS))
+        return f"SELECT {values} FROM jsonb_array_elements(%s::jsonb) AS r"
+    # SQLite: "WHERE true" tells its parser that ON CONFLICT belongs to the INSERT.
+    values = ", ".join(f"json_extract(value, '$[{n}]')" for n in range(len(COLUMNS)))
+    return f"SELECT {values} FROM json_each(%s) WHERE true"

@@ -29,8 +29,10 @@ def finish_wait(*, agent: Agent, thread_id: str, read_seq: int) -> SyncContext:
 class Bookkeeping:
     """What ending waits leave to write: cursors and token voiding (`advances`), heartbeats of the woken agents.
 
-    Written before the waits' replies are sent (`write_bookkeeping`, one
-    transaction): the waiting room groups those of every wait woken together.
+    The cursors and the voiding are written before the waits' replies are
+    sent; the waiting room writes those of every wait a wake-up ends at once
+    (`write_cursors`), and the heartbeats after the replies
+    (`agents.services.refresh_heartbeats`): nothing reads them back at once.
     """
 
     advances: list[Advance] = field(default_factory=list)
@@ -39,6 +41,11 @@ class Bookkeeping:
     def extend(self, other: "Bookkeeping") -> None:
         self.advances.extend(other.advances)
         self.woken |= other.woken
+
+
+def write_cursors(advances: list[Advance], *, now: datetime | None = None) -> None:
+    """Move the cursors (and voiding serials) of ending waits: one statement, whatever their number."""
+    advance_cursors(advances, now=now)
 
 
 @transaction.atomic
@@ -77,7 +84,9 @@ class WaitResult:
     payload: EncodedList = field(default_factory=EncodedList)
 
 
-def serve_waits(requests: list[WaitRequest], *, now: datetime | None = None) -> list[WaitResult | ProtocolError]:
+def serve_waits(
+    requests: list[WaitRequest], *, now: datetime | None = None, heartbeats: bool = True
+) -> list[WaitResult | ProtocolError]:
     """Serve many msg_wait looks at once: what each would return, and tokens for those that end.
 
     A post wakes every waiter of a thread at the same moment; serving them as
@@ -85,7 +94,9 @@ def serve_waits(requests: list[WaitRequest], *, now: datetime | None = None) -> 
     The tokens are signed, not stored. The cursors of every agent in the batch
     (what it was handed, the `after_seq` it showed it read, the voiding of its
     older tokens) and the heartbeats of the woken agents are written in one
-    transaction (`write_bookkeeping`) before anything is returned.
+    transaction (`write_bookkeeping`) before anything is returned; without
+    `heartbeats`, only the cursors: the caller stores the heartbeats of the
+    waits that ended (those with a `sync`) itself, after their replies.
     """
     now = now or timezone.now()
     reads: dict[tuple, selectors.WaitRead | ProtocolError] = {}
@@ -123,6 +134,8 @@ def serve_waits(requests: list[WaitRequest], *, now: datetime | None = None) -> 
     for (result, r), sync in zip(ending, issue_reply_tokens(grants, now=now)):
         result.sync = sync
         bookkeeping.extend(ended_wait(r, result))
+    if not heartbeats:
+        bookkeeping.woken = set()
     if bookkeeping.advances or bookkeeping.woken:
         write_bookkeeping(bookkeeping, now=now)
     return results
