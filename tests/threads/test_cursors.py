@@ -67,3 +67,28 @@ def test_a_wake_up_batch_adds_one_statement_whatever_the_number_of_waiters(make_
     assert all(r.messages for r in results)
     assert len(cursor_statements(captured)) == 1
     assert Participant.objects.filter(thread=thread, agent__in=agents, delivered_seq=1).count() == waiters
+
+
+@pytest.mark.parametrize("agents", [1, 30])  # listed as VALUES, and sent as one JSON parameter
+def test_a_batch_of_any_size_stores_every_field_and_only_moves_forward(make_agent, thread, agents):
+    agents = [make_agent(model=f"A{n}")[0] for n in range(agents)]
+    forward = [
+        services.Advance(
+            thread.pk, a.pk, delivered_seq=5, seen_seq=4, owed_seq=3, last_post_seq=2, void_before=10**15 + n
+        )
+        for n, a in enumerate(agents)
+    ]
+    services.advance_cursors(forward)
+    rows = {p.agent_id: p for p in Participant.objects.filter(thread=thread, agent__in=agents)}
+    assert len(rows) == len(agents)
+    for n, a in enumerate(agents):
+        row = rows[a.pk]
+        assert (row.delivered_seq, row.seen_seq, row.owed_seq, row.last_post_seq) == (5, 4, 3, 2)
+        assert (row.tokens_void_before, row.joined_at.tzinfo is not None) == (10**15 + n, True)
+        assert row.delivered_at == row.seen_at == row.owed_since == row.last_post_at == row.joined_at
+
+    services.advance_cursors([services.Advance(thread.pk, a.pk, delivered_seq=1, void_before=1) for a in agents])
+    again = {p.agent_id: p for p in Participant.objects.filter(thread=thread, agent__in=agents)}
+    for a in agents:
+        assert (again[a.pk].delivered_seq, again[a.pk].delivered_at) == (5, rows[a.pk].delivered_at)
+        assert again[a.pk].tokens_void_before == rows[a.pk].tokens_void_before
