@@ -23,9 +23,8 @@ def group_send(group: str, message: dict[str, Any], *, at_most_every: float = 0)
     On the database thread of a server process (code run by
     `database_sync_to_async`), the send is handed to the process's event loop
     and this returns at once: the request that committed does not wait for the
-    channel layer, and its reply is written to its socket before the send
-    starts. Sends handed over this way start in the order they were handed.
-    Elsewhere (management commands, tests) it sends and returns after.
+    channel layer. Sends handed over this way start in the order they were
+    handed. Elsewhere (management commands, tests) it sends and returns after.
 
     `at_most_every` (seconds; handed-over sends only) thins a group's sends
     out for listeners that only need to know that something happened: the
@@ -40,7 +39,7 @@ def group_send(group: str, message: dict[str, Any], *, at_most_every: float = 0)
         if at_most_every:
             loop.call_soon_threadsafe(_offer_throttled, layer, group, at_most_every, message)
         else:
-            loop.call_soon_threadsafe(_start_send_after_replies, layer, group, message)
+            loop.call_soon_threadsafe(_start_send, layer, group, message)
         return
     try:
         async_to_sync(layer.group_send)(group, message)
@@ -61,30 +60,6 @@ def _serving_event_loop() -> asyncio.AbstractEventLoop | None:
 
 
 _sends: set[asyncio.Task] = set()
-
-
-# Per event loop: sends handed over by the database thread, started on the loop's next turn (in order).
-_handed: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[tuple]]" = weakref.WeakKeyDictionary()
-
-
-def _start_send_after_replies(layer: Any, group: str, message: dict[str, Any]) -> None:
-    """Start the send on the loop's next turn, once the replies due now are written to their sockets.
-
-    The request that committed is answered first: its reply leaves when the
-    loop next polls the sockets, and a timer due at once runs after that
-    (as in WaitingRoom._ring). Sends handed over meanwhile start in order.
-    """
-    loop = asyncio.get_running_loop()
-    queued = _handed.get(loop)
-    if queued is None:
-        queued = _handed[loop] = []
-        loop.call_soon(loop.call_later, 0, _start_handed, loop)
-    queued.append((layer, group, message))
-
-
-def _start_handed(loop: asyncio.AbstractEventLoop) -> None:
-    for layer, group, message in _handed.pop(loop, []):
-        _start_send(layer, group, message)
 
 
 def _start_send(layer: Any, group: str, message: dict[str, Any]) -> None:
