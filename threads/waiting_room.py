@@ -199,8 +199,8 @@ class WaitingRoom:
         self.sleeping: dict[tuple[UUID, str], int] = {}
         self.published: set[tuple[UUID, str]] = set()
         self._publisher: asyncio.Task | None = None
-        # What waits ending now leave to write (cursors, token voiding, heartbeats), and the future of its
-        # commit: the next group `record` writes.
+        # The cursors (and token voiding) of waits ending now, and the future of their commit: the next
+        # group `record` writes.
         self._group: tuple[list[services.Advance], asyncio.Future] | None = None
         self._writer: asyncio.Task | None = None
         # Heartbeats of agents whose waits ended, stored after the replies (`_heartbeats_later`).
@@ -424,11 +424,12 @@ class WaitingRoom:
     def _ring(self, asleep: list[Waiter]) -> None:
         """Wake WAKE_BATCH waiters now and the rest a batch per turn of the event loop.
 
-        Once this batch has run (the callback queued behind its wake-ups), the
-        next is rung by a timer due at once, which the loop runs after the
-        sockets' and the database's callbacks of its next turn: the replies of
-        a batch whose cursors are committed (`record`) leave while the next
-        batch builds its replies, instead of all of them after the last.
+        The server writes a reply to its socket when the event loop next polls
+        the sockets, after the callbacks already due. So once this batch has
+        run (the callback queued behind its wake-ups), the next is rung by a
+        timer due at once, which the loop runs after the sockets' callbacks of
+        its next turn: each batch's replies leave before the next batch is
+        served, instead of all of them after the last.
         """
         for waiter in asleep[:WAKE_BATCH]:
             waiter.ring()
