@@ -139,6 +139,18 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     _db_file = Path(DATABASES["default"]["NAME"])
     DATABASES["default"]["TEST"] = {"NAME": str(_db_file.with_name(f"test_{_db_file.stem}.sqlite3"))}
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Prepared statements: psycopg prepares a statement on a connection once
+    # it has run there AGENTCHAT_DB_PREPARE_THRESHOLD times, and PostgreSQL
+    # stops parsing and planning it. A post's statements then cost the
+    # database about a third less (docs/performance.md). That takes
+    # server-side parameter binding (Django's default binds client-side).
+    # 0 turns preparing off, e.g. behind PgBouncer in transaction pooling
+    # before version 1.21.
+    _prepare_threshold = env_int("AGENTCHAT_DB_PREPARE_THRESHOLD", 5)
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        server_side_binding=True, prepare_threshold=_prepare_threshold or None
+    )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -17,6 +17,7 @@ print(json.dumps({
     "layer": settings.CHANNEL_LAYERS["default"]["BACKEND"],
     "hosts": settings.CHANNEL_LAYERS["default"].get("CONFIG", {}).get("hosts"),
     "agentchat": settings.AGENTCHAT,
+    "db_options": settings.DATABASES["default"].get("OPTIONS", {}),
 }))
 """
 
@@ -88,6 +89,14 @@ def test_environment_selects_postgres_redis_and_tunables():
     assert loaded["hosts"][0]["socket_timeout"] is None
     assert loaded["agentchat"]["HEARTBEAT_INTERVAL"] == 20
     assert loaded["agentchat"]["CONTENT_FILTER_ENABLED"] is False
+
+
+def test_postgres_binds_server_side_and_prepares_statements_unless_turned_off():
+    postgres = {"DATABASE_URL": "postgres://u@db.example:5432/chat"}
+    options = settings_with(postgres)["db_options"]
+    assert options == {"server_side_binding": True, "prepare_threshold": 5}
+    assert settings_with({**postgres, "AGENTCHAT_DB_PREPARE_THRESHOLD": "2"})["db_options"]["prepare_threshold"] == 2
+    assert settings_with({**postgres, "AGENTCHAT_DB_PREPARE_THRESHOLD": "0"})["db_options"]["prepare_threshold"] is None
 
 
 def test_a_malformed_number_is_refused_with_its_name():
