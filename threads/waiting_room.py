@@ -208,6 +208,9 @@ class WaitingRoom:
         self._heartbeat_writer: asyncio.Task | None = None
         self._ringing = 0  # wake-ups still ringing their waiters, a batch per turn of the loop
         self._ending: set[asyncio.Task] = set()  # wake-ups committing before they ring (`_end_together`)
+        # Set while no wake-up is committing or ringing: the heartbeats wait for it (`_write_heartbeats`).
+        self._replies_out = asyncio.Event()
+        self._replies_out.set()
 
     # --- waiters -----------------------------------------------------------
 
@@ -365,8 +368,10 @@ class WaitingRoom:
             self._heartbeat_writer = asyncio.create_task(self._write_heartbeats(), name="agentchat-waiters-heartbeats")
 
     async def _write_heartbeats(self) -> None:
-        while self._ringing or self._ending:  # the replies first: the database thread would take the interpreter
-            await asyncio.sleep(0)
+        # The replies first: the database thread would take the interpreter from them. Waited for on an
+        # event, not by spinning the loop, which would hold the interpreter from the very cursor write
+        # the replies wait for.
+        await self._replies_out.wait()
         await asyncio.sleep(0)  # the last batch's replies are written on the loop's next turn
         while self._heartbeats:
             agent_ids, self._heartbeats = self._heartbeats, set()
@@ -407,7 +412,16 @@ class WaitingRoom:
             waiter.ending = loop.create_future()
         task = loop.create_task(self._commit_then_ring(ending, results, bookkeeping), name="agentchat-waiters-end")
         self._ending.add(task)  # the loop holds tasks only weakly
-        task.add_done_callback(self._ending.discard)
+        self._replies_out.clear()
+        task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task) -> None:
+        self._ending.discard(task)
+        self._note_replies_out()
+
+    def _note_replies_out(self) -> None:
+        if not self._ringing and not self._ending:
+            self._replies_out.set()
 
     async def _commit_then_ring(
         self, ending: list[Waiter], results: list[services.WaitResult], bookkeeping: services.Bookkeeping
@@ -436,12 +450,14 @@ class WaitingRoom:
         rest = asleep[WAKE_BATCH:]
         if rest:
             self._ringing += 1
+            self._replies_out.clear()
             loop = asyncio.get_running_loop()
             loop.call_soon(loop.call_later, 0, self._ring_rest, rest)
 
     def _ring_rest(self, rest: list[Waiter]) -> None:
         self._ringing -= 1
         self._ring(rest)
+        self._note_replies_out()
 
     # --- channel layer -------------------------------------------------------
 

@@ -251,6 +251,37 @@ async def test_a_woken_wait_replies_only_once_its_cursors_and_voiding_are_commit
     assert stale["code"] == "ReplyTokenInvalid"
 
 
+async def test_a_wake_up_waiting_for_its_cursor_write_leaves_the_process_idle(connect, monkeypatch):
+    # Nothing may spin on the event loop meanwhile: a busy loop holds the interpreter, and the
+    # database thread doing the write would wait for it.
+    poster, _ = await registered(connect, model="Poster")
+    created = await poster.call("thread_create", {"topic": "idle while writing"})
+    thread_id = created["thread"]["thread_id"]
+    waiter, _ = await registered(connect, model="W")
+    request = await waiter.send("msg_wait", {"thread_id": thread_id, "after_seq": 0, "timeout_ms": 20000})
+    await asleep_then_count_reads(1, monkeypatch)
+    gate, holding = threading.Event(), threading.Event()
+    write = services.write_cursors
+
+    def held_write(advances):
+        holding.set()
+        return gate.wait(10) and write(advances)
+
+    monkeypatch.setattr(services, "write_cursors", held_write)
+    await poster.call(
+        "msg_post",
+        {"thread_id": thread_id, "content": "hi", "expected_last_seq": 0, "reply_token": created["reply_token"]},
+    )
+    while not holding.is_set():
+        await asyncio.sleep(0.01)
+    used = time.process_time()
+    assert await waiter.socket.nothing(0.5)
+    busy = time.process_time() - used
+    gate.set()
+    await waiter.reply(request, timeout=10)
+    assert busy < 0.25, f"the process used {busy:.2f} s of CPU in 0.5 s while the write was held"
+
+
 async def test_a_woken_agents_heartbeat_is_stored_after_its_reply(connect, monkeypatch):
     poster, _ = await registered(connect, model="Poster")
     created = await poster.call("thread_create", {"topic": "heartbeat at the end"})
