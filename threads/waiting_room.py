@@ -76,8 +76,9 @@ logger = logging.getLogger("agentchat.waiters")
 # Waits that start or stop within this window are published together (and a stop
 # followed by a start, as when a woken agent waits again, is not published at all).
 PRESENCE_BATCH_SECONDS = 0.2
-# Waiters woken per turn of the event loop (see WaitingRoom._ring).
-WAKE_BATCH = 50
+# Waiters woken per turn of the event loop (see WaitingRoom._ring). Twenty, not fifty: the first replies
+# leave sooner and the clients read them while the next batches are served (docs/performance.md).
+WAKE_BATCH = 20
 
 
 @dataclass(frozen=True)
