@@ -220,23 +220,47 @@ async def test_a_wake_up_that_carries_its_message_reads_nothing_and_returns_what
     assert (row.delivered_seq, row.owed_seq) == (1, 1)
 
 
-async def test_a_woken_wait_replies_only_once_its_cursors_and_voiding_are_committed(connect, monkeypatch):
-    poster, _ = await registered(connect, model="Poster")
-    created = await poster.call("thread_create", {"topic": "committed first"})
-    thread_id = created["thread"]["thread_id"]
-    waiter, registration = await registered(connect, model="W")
-    held = await waiter.call("bus_connect", {"thread_id": thread_id})
-    request = await waiter.send("msg_wait", {"thread_id": thread_id, "after_seq": 0, "timeout_ms": 20000})
-    await asleep_then_count_reads(1, monkeypatch)
-    # Hold the wake-up's bookkeeping in the database thread until we let it go.
-    gate = threading.Event()
-    write = services.write_cursors
-    monkeypatch.setattr(services, "write_cursors", lambda advances: gate.wait(10) and write(advances))
+class OneWaiter:
+    """A poster's new thread, and an agent asleep in msg_wait on it (with a token it held before)."""
 
-    await poster.call(
-        "msg_post",
-        {"thread_id": thread_id, "content": "hi", "expected_last_seq": 0, "reply_token": created["reply_token"]},
-    )
+    @classmethod
+    async def asleep(cls, connect, monkeypatch) -> "OneWaiter":
+        self = cls()
+        self.poster, _ = await registered(connect, model="Poster")
+        self.created = await self.poster.call("thread_create", {"topic": "one waiter"})
+        self.thread_id = self.created["thread"]["thread_id"]
+        self.waiter, self.registration = await registered(connect, model="W")
+        self.held = await self.waiter.call("bus_connect", {"thread_id": self.thread_id})
+        wait = {"thread_id": self.thread_id, "after_seq": 0, "timeout_ms": 20000}
+        self.request = await self.waiter.send("msg_wait", wait)
+        await asleep_then_count_reads(1, monkeypatch)
+        return self
+
+    async def post(self, content: str = "hi") -> None:
+        token = self.created["reply_token"]
+        post = {"thread_id": self.thread_id, "content": content, "expected_last_seq": 0, "reply_token": token}
+        await self.poster.call("msg_post", post)
+
+
+def hold_cursor_writes(monkeypatch) -> tuple[threading.Event, threading.Event]:
+    """Hold a wake-up's cursor write in the database thread: (set once it is held, set it to let it go)."""
+    holding, gate = threading.Event(), threading.Event()
+    write = services.write_cursors
+
+    def held_write(advances):
+        holding.set()
+        return gate.wait(10) and write(advances)
+
+    monkeypatch.setattr(services, "write_cursors", held_write)
+    return holding, gate
+
+
+async def test_a_woken_wait_replies_only_once_its_cursors_and_voiding_are_committed(connect, monkeypatch):
+    one = await OneWaiter.asleep(connect, monkeypatch)
+    waiter, thread_id, registration, held, request = one.waiter, one.thread_id, one.registration, one.held, one.request
+    _holding, gate = hold_cursor_writes(monkeypatch)
+
+    await one.post()
     assert await waiter.socket.nothing(0.5)  # no reply while its writes are held
     gate.set()
     result = (await waiter.reply(request, timeout=10))["result"]
@@ -254,50 +278,27 @@ async def test_a_woken_wait_replies_only_once_its_cursors_and_voiding_are_commit
 async def test_a_wake_up_waiting_for_its_cursor_write_leaves_the_process_idle(connect, monkeypatch):
     # Nothing may spin on the event loop meanwhile: a busy loop holds the interpreter, and the
     # database thread doing the write would wait for it.
-    poster, _ = await registered(connect, model="Poster")
-    created = await poster.call("thread_create", {"topic": "idle while writing"})
-    thread_id = created["thread"]["thread_id"]
-    waiter, _ = await registered(connect, model="W")
-    request = await waiter.send("msg_wait", {"thread_id": thread_id, "after_seq": 0, "timeout_ms": 20000})
-    await asleep_then_count_reads(1, monkeypatch)
-    gate, holding = threading.Event(), threading.Event()
-    write = services.write_cursors
-
-    def held_write(advances):
-        holding.set()
-        return gate.wait(10) and write(advances)
-
-    monkeypatch.setattr(services, "write_cursors", held_write)
-    await poster.call(
-        "msg_post",
-        {"thread_id": thread_id, "content": "hi", "expected_last_seq": 0, "reply_token": created["reply_token"]},
-    )
+    one = await OneWaiter.asleep(connect, monkeypatch)
+    holding, gate = hold_cursor_writes(monkeypatch)
+    await one.post()
     while not holding.is_set():
         await asyncio.sleep(0.01)
     used = time.process_time()
-    assert await waiter.socket.nothing(0.5)
+    assert await one.waiter.socket.nothing(0.5)
     busy = time.process_time() - used
     gate.set()
-    await waiter.reply(request, timeout=10)
+    await one.waiter.reply(one.request, timeout=10)
     assert busy < 0.25, f"the process used {busy:.2f} s of CPU in 0.5 s while the write was held"
 
 
 async def test_a_woken_agents_heartbeat_is_stored_after_its_reply(connect, monkeypatch):
-    poster, _ = await registered(connect, model="Poster")
-    created = await poster.call("thread_create", {"topic": "heartbeat at the end"})
-    thread_id = created["thread"]["thread_id"]
-    waiter, registration = await registered(connect, model="W")
-    request = await waiter.send("msg_wait", {"thread_id": thread_id, "after_seq": 0, "timeout_ms": 20000})
-    await asleep_then_count_reads(1, monkeypatch)
+    one = await OneWaiter.asleep(connect, monkeypatch)
     an_hour_ago = timezone.now() - timedelta(hours=1)
-    agent = Agent.objects.filter(pk=registration["agent_id"])
+    agent = Agent.objects.filter(pk=one.registration["agent_id"])
     await database_sync_to_async(agent.update)(last_heartbeat=an_hour_ago)
 
-    await poster.call(
-        "msg_post",
-        {"thread_id": thread_id, "content": "hi", "expected_last_seq": 0, "reply_token": created["reply_token"]},
-    )
-    await waiter.reply(request, timeout=10)
+    await one.post()
+    await one.waiter.reply(one.request, timeout=10)
     for _ in range(100):  # written once the wake-up's replies are out, not before
         stored = (await database_sync_to_async(agent.get)()).last_heartbeat
         if stored > an_hour_ago:
