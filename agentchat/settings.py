@@ -143,7 +143,7 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Prepared statements: psycopg prepares a statement on a connection once
     # it has run there AGENTCHAT_DB_PREPARE_THRESHOLD times, and PostgreSQL
     # stops parsing and planning it. A post's statements then cost the
-    # database about a third less (docs/performance.md). That takes
+    # database about half the CPU (docs/performance.md). That takes
     # server-side parameter binding (Django's default binds client-side).
     # 0 turns preparing off, e.g. behind PgBouncer in transaction pooling
     # before version 1.21.
